@@ -1,0 +1,207 @@
+"""Engine commands: ``softlabel soften``, ``soften-dataset`` and ``preview``.
+
+Progress goes to stderr; bad input exits with code 1 and a one-line message.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from worker import __version__
+from worker.atomic import write_json_atomic
+from worker.config import DEFAULT_COMPACTNESS, DEFAULT_N_SEGMENTS, SofteningConfig
+from worker.errors import InputError
+from worker.pipeline import soften_files
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+stderr = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+MethodOpt = Annotated[str, typer.Option("--method", help="superpixel | gaussian | smoothing | hard")]
+NSegmentsOpt = Annotated[int, typer.Option("--n-segments", help="SLIC superpixel count")]
+CompactnessOpt = Annotated[float, typer.Option("--compactness", help="SLIC compactness ([0, 1]-normalised intensities)")]
+SigmaOpt = Annotated[float, typer.Option("--sigma", help="gaussian std, in voxels or mm (see --distance)")]
+EpsOpt = Annotated[float, typer.Option("--eps", help="label smoothing epsilon")]
+DistanceOpt = Annotated[str, typer.Option("--distance", help="voxel | mm: unit of distances and sigma")]
+NormalizeOpt = Annotated[bool, typer.Option("--normalize", help="divide each voxel's K probabilities by their sum")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="uint8 (scl_slope 1/255) | float32")]
+SlicOpt = Annotated[str, typer.Option("--slic", help="skimage | native (ours)")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="auto | cpu | gpu")]
+
+
+def exits_on_bad_input(func: F) -> F:
+    """Turn bad input into a one-line message on stderr and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except InputError as exc:
+            stderr.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "options"
+            stderr.print(f"[red]error:[/red] --{field.replace('_', '-')}: {first['msg']}", highlight=False, soft_wrap=True)
+        except ValueError as exc:
+            stderr.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def build_config(
+    method: str, n_segments: int, compactness: float, sigma: float, eps: float, distance: str, normalize: bool, dtype: str, slic: str
+) -> SofteningConfig:
+    """A validated configuration from CLI options (pydantic reports the bad option)."""
+    return SofteningConfig(
+        method=method, n_segments=n_segments, compactness=compactness, sigma=sigma, eps=eps,
+        distance=distance, normalize=normalize, dtype=dtype, slic=slic,
+    )  # fmt: skip
+
+
+def _stage_printer(prefix: str = "") -> Callable[[str, float], None]:
+    def report(stage: str, fraction: float) -> None:
+        stderr.print(f"{prefix}{stage:<12} {fraction:4.0%}", highlight=False)
+
+    return report
+
+
+def _infer_classes(label: Path) -> int:
+    from worker.nifti_io import open_nifti
+
+    import numpy as np
+
+    data = np.asarray(open_nifti(label).dataobj)
+    k = int(data.max()) + 1
+    stderr.print(f"note: --classes not given; using K = {k} from this label (pass --classes for a dataset's K)")
+    return k
+
+
+@app.command()
+@exits_on_bad_input
+def soften(
+    image: Annotated[list[Path], typer.Option("--image", help="image file: one 4D file or one file per channel, in order")],
+    label: Annotated[Path, typer.Option("--label", help="integer label map")],
+    out: Annotated[Path, typer.Option("--out", help="soft labels, 4D NIfTI (X, Y, Z, K)")],
+    classes: Annotated[Optional[int], typer.Option("--classes", help="K, the dataset's class count")] = None,
+    method: MethodOpt = "superpixel",
+    n_segments: NSegmentsOpt = DEFAULT_N_SEGMENTS,
+    compactness: CompactnessOpt = DEFAULT_COMPACTNESS,
+    sigma: SigmaOpt = 1.0,
+    eps: EpsOpt = 0.1,
+    distance: DistanceOpt = "voxel",
+    normalize: NormalizeOpt = False,
+    save_superpixels: Annotated[Optional[Path], typer.Option("--save-superpixels", help="write the superpixel map here")] = None,
+    superpixels: Annotated[Optional[Path], typer.Option("--superpixels", help="reuse this superpixel map")] = None,
+    dtype: DtypeOpt = "uint8",
+    slic: SlicOpt = "skimage",
+    backend: BackendOpt = "auto",
+) -> None:
+    """Soften one study's label map."""
+    config = build_config(method, n_segments, compactness, sigma, eps, distance, normalize, dtype, slic)
+    num_classes = classes if classes is not None else _infer_classes(label)
+    result = soften_files(
+        image, label, out, config=config, num_classes=num_classes, superpixels_in=superpixels,
+        superpixels_out=save_superpixels, backend=backend, progress=_stage_printer(),
+    )  # fmt: skip
+    times = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings_s.items())
+    stderr.print(f"wrote {out} ({result.backend}; {times})", highlight=False)
+
+
+@app.command("soften-dataset")
+@exits_on_bad_input
+def soften_dataset(
+    dataset: Annotated[Path, typer.Argument(help="nnU-Net raw dataset folder (dataset.json, imagesTr, labelsTr)")],
+    out: Annotated[Path, typer.Option("--out", help="output folder: <case>.nii.gz per case")],
+    method: MethodOpt = "superpixel",
+    n_segments: NSegmentsOpt = DEFAULT_N_SEGMENTS,
+    compactness: CompactnessOpt = DEFAULT_COMPACTNESS,
+    sigma: SigmaOpt = 1.0,
+    eps: EpsOpt = 0.1,
+    distance: DistanceOpt = "voxel",
+    normalize: NormalizeOpt = False,
+    save_superpixels: Annotated[bool, typer.Option("--save-superpixels", help="also write <case>_superpixels.nii.gz")] = False,
+    dtype: DtypeOpt = "uint8",
+    slic: SlicOpt = "skimage",
+    backend: BackendOpt = "auto",
+) -> None:
+    """Soften every case of an nnU-Net raw dataset; finished cases are skipped (resumable)."""
+    from worker.nnunet import scan_dataset
+
+    config = build_config(method, n_segments, compactness, sigma, eps, distance, normalize, dtype, slic)
+    raw = scan_dataset(dataset)
+    ending = raw.file_ending
+    _claim_output_folder(out, config)
+    todo = [case for case in raw.cases if not (out / f"{case.case_id}{ending}").exists()]
+    stderr.print(f"{len(raw.cases)} cases, K = {raw.num_classes}; {len(raw.cases) - len(todo)} already done")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=stderr) as bar:
+        task = bar.add_task("softening", total=len(raw.cases), completed=len(raw.cases) - len(todo))
+        for case in todo:
+            bar.update(task, description=f"softening {case.case_id}")
+            sp_out = out / f"{case.case_id}_superpixels{ending}" if save_superpixels else None
+            soften_files(
+                case.image_paths, case.label_path, out / f"{case.case_id}{ending}", config=config,
+                num_classes=raw.num_classes, superpixels_out=sp_out, backend=backend,
+            )  # fmt: skip
+            bar.advance(task)
+    stderr.print(f"done: {out}")
+
+
+def _claim_output_folder(out: Path, config: SofteningConfig) -> None:
+    """Record the configuration in ``out/softening.json``; refuse a folder made with another one."""
+    record = out / "softening.json"
+    params = config.output_params()
+    if record.exists():
+        previous = json.loads(record.read_text()).get("params")
+        if previous != params:
+            raise InputError(file=record, field="params", expected=f"{params} to resume", got=str(previous))
+        return
+    write_json_atomic(record, {"params": params, "engine_version": __version__})
+
+
+@app.command()
+@exits_on_bad_input
+def preview(
+    image: Annotated[list[Path], typer.Option("--image", help="image file(s), as for soften")],
+    label: Annotated[Path, typer.Option("--label")],
+    soft: Annotated[Path, typer.Option("--soft", help="soft labels written by soften")],
+    out: Annotated[Path, typer.Option("--out", help="PNG to write")],
+    class_index: Annotated[Optional[int], typer.Option("--class", help="class to show (default: most softened)")] = None,
+    slice_index: Annotated[Optional[int], typer.Option("--slice", help="z slice (default: most softened)")] = None,
+    superpixels: Annotated[Optional[Path], typer.Option("--superpixels", help="superpixel map to outline")] = None,
+) -> None:
+    """Image, superpixel boundaries, label and soft-label heat map side by side."""
+    from worker import nifti_io
+    from worker.preview import render_preview
+
+    soft_data = nifti_io.read_soft_labels(soft)
+    study = nifti_io.read_study(image, label, num_classes=soft_data.shape[-1])
+    spatial3d = soft_data.shape[:-1]
+    sp = None
+    if superpixels is not None:
+        sp = nifti_io.read_superpixels(superpixels, ref_path=image[0], ref_shape=study.spatial_shape, ref_affine=study.affine)
+        sp = sp.reshape(spatial3d)
+    c, z = render_preview(
+        study.image.reshape(spatial3d + (-1,)), study.label.reshape(spatial3d), soft_data, out,
+        superpixels=sp, class_index=class_index, slice_index=slice_index,
+    )  # fmt: skip
+    stderr.print(f"wrote {out} (class {c}, slice {z})")
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m worker.cli`
+    app(prog_name="softlabel")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

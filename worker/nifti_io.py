@@ -1,0 +1,173 @@
+"""NIfTI reading and writing with nibabel, in nibabel's axis order end to end.
+
+Layouts: image (X, Y[, Z], C) float32, channels last; label (X, Y[, Z]) unsigned int; soft
+labels (X, Y[, Z], K). 2D studies arrive as (H, W) or (H, W, 1) files and are handled with two
+spatial axes; they are written back as (H, W, 1[, K]) so every output is a 3D/4D NIfTI.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from worker import validation
+from worker.atomic import atomic_path
+from worker.errors import InputError
+
+SOFT_UINT8_SLOPE = 1.0 / 255.0  # scl_slope of uint8 soft labels: q = stored / 255
+
+_READ_ERRORS = (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError)
+
+
+@dataclass(frozen=True)
+class Study:
+    """One study read and validated: image channels, label and geometry."""
+
+    image: np.ndarray  # float32 (X, Y[, Z], C)
+    label: np.ndarray  # uint (X, Y[, Z]), values in [0, K)
+    affine: np.ndarray  # (4, 4) voxel-to-world, from the first image file
+    spacing_mm: tuple[float, ...]  # voxel size per spatial axis
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        return self.label.shape
+
+
+def open_nifti(path: str | Path, *, max_voxels: int | None = None) -> nib.Nifti1Image:
+    """Open a NIfTI file and check its header (dimensions, voxel count) before reading data."""
+    path = Path(path)
+    try:
+        img = nib.load(path)
+    except FileNotFoundError:
+        raise InputError(file=path, field="file", expected="an existing NIfTI file", got="no such file") from None
+    except _READ_ERRORS as exc:
+        raise InputError(file=path, field="file", expected="a readable NIfTI file", got=f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise InputError(file=path, field="format", expected="NIfTI (.nii or .nii.gz)", got=type(img).__name__)
+    validation.check_header(path, img.shape, max_voxels=max_voxels)
+    return img
+
+
+def _read_data(img: nib.Nifti1Image, path: Path, dtype: type | None = None) -> np.ndarray:
+    try:
+        return np.asarray(img.dataobj, dtype=dtype)
+    except _READ_ERRORS as exc:
+        raise InputError(file=path, field="voxel data", expected="a complete, readable file", got=f"{type(exc).__name__}: {exc}") from None
+
+
+def _spatial(shape: Sequence[int]) -> tuple[int, ...]:
+    """Spatial axes of a 2D/3D array: (H, W, 1) counts as 2D."""
+    shape = tuple(shape)
+    return shape[:2] if len(shape) == 3 and shape[2] == 1 else shape
+
+
+def read_image(paths: Sequence[str | Path], *, max_voxels: int | None = None) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """Image channels from one 4D file or one 2D/3D file per channel (nnU-Net ``_0000`` order).
+
+    Returns (image float32 (X, Y[, Z], C), affine (4, 4), spacing_mm per spatial axis).
+    """
+    if not paths:
+        raise InputError(file=None, field="image", expected="at least one image file", got="none")
+    paths = [Path(p) for p in paths]
+    images = [open_nifti(p, max_voxels=max_voxels) for p in paths]
+    first, ref = images[0], paths[0]
+    if len(first.shape) == 4 and len(paths) > 1:
+        raise InputError(file=ref, field="dimensions", expected="3D files when several channel files are given", got=str(first.shape))
+    spatial = _spatial(first.shape[:3]) if len(first.shape) == 4 else _spatial(first.shape)
+    for path, img in zip(paths[1:], images[1:]):
+        if len(img.shape) == 4:
+            raise InputError(file=path, field="dimensions", expected="a 2D or 3D channel file", got=str(img.shape))
+        validation.check_same_grid(path, _spatial(img.shape), img.affine, ref_path=ref, ref_shape=spatial, ref_affine=first.affine)
+    channels: list[np.ndarray] = []
+    for path, img in zip(paths, images):
+        data = _read_data(img, path, np.float32)
+        data = data.reshape(spatial + (-1,))
+        for index in range(data.shape[-1]):
+            validation.check_image_channel(path, data[..., index], index=len(channels))
+            channels.append(data[..., index])
+    image = channels[0][..., None] if len(channels) == 1 else np.stack(channels, axis=-1)
+    spacing = tuple(float(z) for z in first.header.get_zooms()[: len(spatial)])
+    return np.ascontiguousarray(image, dtype=np.float32), first.affine, spacing
+
+
+def read_label(
+    path: str | Path, *, num_classes: int, ref_path: str | Path, ref_shape: Sequence[int], ref_affine: np.ndarray, max_voxels: int | None = None
+) -> np.ndarray:
+    """An integer label map on the image's grid, values in [0, num_classes)."""
+    path = Path(path)
+    img = open_nifti(path, max_voxels=max_voxels)
+    if len(img.shape) == 4:
+        raise InputError(file=path, field="dimensions", expected="a 2D or 3D label map", got=str(img.shape))
+    validation.check_same_grid(path, _spatial(img.shape), img.affine, ref_path=ref_path, ref_shape=ref_shape, ref_affine=ref_affine)
+    data = _read_data(img, path).reshape(tuple(ref_shape))
+    return validation.check_label_values(path, data, num_classes=num_classes)
+
+
+def read_study(
+    image_paths: Sequence[str | Path], label_path: str | Path, *, num_classes: int, max_voxels: int | None = None
+) -> Study:
+    """Read and validate one study; raises InputError naming the file on any bad input."""
+    validation.check_num_classes(num_classes)
+    image, affine, spacing = read_image(image_paths, max_voxels=max_voxels)
+    label = read_label(
+        label_path, num_classes=num_classes, ref_path=image_paths[0], ref_shape=image.shape[:-1], ref_affine=affine, max_voxels=max_voxels
+    )
+    return Study(image=image, label=label, affine=affine, spacing_mm=spacing)
+
+
+def _as_3d(array: np.ndarray, spatial_ndim: int) -> np.ndarray:
+    """Give a 2D study's arrays a z axis of length 1 before writing."""
+    return array if spatial_ndim == 3 else np.expand_dims(array, 2)
+
+
+def write_soft_labels(path: str | Path, soft: np.ndarray, *, affine: np.ndarray, dtype: str = "uint8") -> None:
+    """Write soft labels (X, Y[, Z], K) as a 4D NIfTI (X, Y, Z, K), atomically.
+
+    uint8 stores ``round(255 q)`` with ``scl_slope = 1/255`` (readers get q within 1/510);
+    float32 stores q as it is.
+    """
+    spatial_ndim = soft.ndim - 1
+    if dtype == "uint8":
+        data = np.rint(np.clip(soft, 0, 1) * 255).astype(np.uint8)
+    elif dtype == "float32":
+        data = soft.astype(np.float32, copy=False)
+    else:
+        raise ValueError(f"dtype: expected 'uint8' or 'float32', got {dtype!r}")
+    img = nib.Nifti1Image(_as_3d(data, spatial_ndim), affine)
+    img.header.set_data_dtype(data.dtype)
+    if dtype == "uint8":
+        img.header.set_slope_inter(SOFT_UINT8_SLOPE, 0.0)
+    img.header.set_intent("vector", (), name="soft labels")
+    with atomic_path(path) as tmp:
+        nib.save(img, tmp)
+
+
+def write_label_map(path: str | Path, labels: np.ndarray, *, affine: np.ndarray, dtype: type = np.int32) -> None:
+    """Write an integer map (superpixels, labels) of a 2D or 3D study as a 3D NIfTI, atomically."""
+    data = labels.astype(dtype, copy=False)
+    img = nib.Nifti1Image(_as_3d(data, labels.ndim), affine)
+    img.header.set_data_dtype(dtype)
+    with atomic_path(path) as tmp:
+        nib.save(img, tmp)
+
+
+def read_superpixels(path: str | Path, *, ref_path: str | Path, ref_shape: Sequence[int], ref_affine: np.ndarray) -> np.ndarray:
+    """A superpixel map given by the user: int32 on the image grid, values >= -1."""
+    path = Path(path)
+    img = open_nifti(path)
+    validation.check_same_grid(path, _spatial(img.shape), img.affine, ref_path=ref_path, ref_shape=ref_shape, ref_affine=ref_affine)
+    data = _read_data(img, path)
+    if not np.issubdtype(data.dtype, np.integer) or data.min() < -1:
+        raise InputError(file=path, field="superpixel ids", expected="integers >= -1", got=f"{data.dtype} min {data.min():g}")
+    return data.reshape(tuple(ref_shape)).astype(np.int32, copy=False)
+
+
+def read_soft_labels(path: str | Path) -> np.ndarray:
+    """Soft labels as float32 (X, Y, Z, K) in [0, 1] (2D studies keep their z axis of 1)."""
+    img = open_nifti(path)
+    return _read_data(img, Path(path), np.float32)

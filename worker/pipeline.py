@@ -1,0 +1,155 @@
+"""One study end to end: read, normalise, superpixels, soften, write.
+
+The CLI, the RQ job and the benchmarks call these two functions, so every entry point runs
+the same code. Progress is reported through a callback as (stage, fraction of the study done).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from worker import nifti_io
+from worker.backend import ResolvedBackend, array_module, resolve_backend, to_host
+from worker.config import SofteningConfig
+from worker.normalize import normalize_channels
+from worker.softeners import soften_label
+from worker.superpixels import compute_superpixels
+
+ProgressFn = Callable[[str, float], None]
+
+# Share of a study's time each stage typically takes, for progress fractions.
+STAGE_END_FRACTION = {"read": 0.1, "normalise": 0.15, "superpixels": 0.7, "soften": 0.9, "write": 1.0}
+
+
+@dataclass
+class SoftenResult:
+    """Soft labels of one study, with the stage timings and the backend that ran."""
+
+    soft: Any  # float32 (X, Y[, Z], K), on the backend's device
+    superpixels: Any | None  # int32 (X, Y[, Z]) or None for methods that need none
+    backend: ResolvedBackend
+    timings_s: dict[str, float] = field(default_factory=dict)  # wall seconds per stage
+
+
+class _Stages:
+    """Times stages and reports progress when each one ends."""
+
+    def __init__(self, progress: ProgressFn | None, backend: ResolvedBackend) -> None:
+        self.timings_s: dict[str, float] = {}
+        self._progress = progress
+        self._backend = backend
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if self._progress:
+            self._progress(name, _fraction_before(name))
+        start = time.perf_counter()
+        yield
+        if self._backend == "gpu":  # kernels are asynchronous: wait before reading the clock
+            array_module("gpu").cuda.get_current_stream().synchronize()
+        self.timings_s[name] = time.perf_counter() - start
+        if self._progress:
+            self._progress(name, STAGE_END_FRACTION[name])
+
+
+def _fraction_before(name: str) -> float:
+    names = list(STAGE_END_FRACTION)
+    index = names.index(name)
+    return 0.0 if index == 0 else STAGE_END_FRACTION[names[index - 1]]
+
+
+def soften_arrays(
+    image: np.ndarray | None,
+    label: np.ndarray,
+    *,
+    config: SofteningConfig,
+    num_classes: int,
+    spacing_mm: Sequence[float],
+    superpixels: np.ndarray | None = None,
+    backend: str = "auto",
+    progress: ProgressFn | None = None,
+    _stages: _Stages | None = None,
+) -> SoftenResult:
+    """Soft labels for in-memory arrays (host NumPy in, device arrays out).
+
+    image: float32 (X, Y[, Z], C), needed only when the superpixel method computes superpixels.
+    label: int (X, Y[, Z]). superpixels: reuse a given int32 map instead of computing one.
+    """
+    resolved = resolve_backend(backend)
+    xp = array_module(resolved)
+    stages = _stages or _Stages(progress, resolved)
+    sp = None
+    if config.method == "superpixel":
+        if superpixels is not None:
+            sp = xp.asarray(superpixels)
+        else:
+            if image is None:
+                raise ValueError("image: expected an image to compute superpixels from, got None")
+            with stages.stage("normalise"):
+                normalised = normalize_channels(xp.asarray(image))
+            with stages.stage("superpixels"):
+                sp = compute_superpixels(
+                    normalised if config.slic == "native" else to_host(normalised),
+                    n_segments=config.n_segments,
+                    compactness=config.compactness,
+                    spacing=spacing_mm,
+                    slic=config.slic,
+                    max_num_iter=config.max_num_iter,
+                )
+                sp = xp.asarray(sp)
+    with stages.stage("soften"):
+        soft = soften_label(
+            xp.asarray(label), config=config, num_classes=num_classes, spacing_mm=spacing_mm, superpixels=sp
+        )
+    return SoftenResult(soft=soft, superpixels=sp, backend=resolved, timings_s=stages.timings_s)
+
+
+def soften_files(
+    image_paths: Sequence[str | Path],
+    label_path: str | Path,
+    out_path: str | Path,
+    *,
+    config: SofteningConfig,
+    num_classes: int,
+    superpixels_in: str | Path | None = None,
+    superpixels_out: str | Path | None = None,
+    backend: str = "auto",
+    max_voxels: int | None = None,
+    progress: ProgressFn | None = None,
+) -> SoftenResult:
+    """Read and validate a study, soften it and write the soft labels (and superpixels).
+
+    Every input is checked before anything is written; outputs appear atomically.
+    """
+    resolved = resolve_backend(backend)
+    stages = _Stages(progress, resolved)
+    with stages.stage("read"):
+        study = nifti_io.read_study(image_paths, label_path, num_classes=num_classes, max_voxels=max_voxels)
+        given_sp = None
+        if superpixels_in is not None and config.method == "superpixel":
+            given_sp = nifti_io.read_superpixels(
+                superpixels_in, ref_path=image_paths[0], ref_shape=study.spatial_shape, ref_affine=study.affine
+            )
+    result = soften_arrays(
+        study.image,
+        study.label,
+        config=config,
+        num_classes=num_classes,
+        spacing_mm=study.spacing_mm,
+        superpixels=given_sp,
+        backend=resolved,
+        _stages=stages,
+    )
+    with stages.stage("write"):
+        nifti_io.write_soft_labels(out_path, to_host(result.soft), affine=study.affine, dtype=config.dtype)
+        if superpixels_out is not None and result.superpixels is not None:
+            nifti_io.write_label_map(superpixels_out, to_host(result.superpixels), affine=study.affine)
+    result.timings_s = stages.timings_s
+    return result

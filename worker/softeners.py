@@ -1,0 +1,85 @@
+"""The four softeners behind one interface (SPEC section 1): hard, smoothing, gaussian, superpixel."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from worker.backend import array_module, backend_of, ndimage_module
+from worker.config import SofteningConfig
+from worker.superpixel_soft import superpixel_soft_labels
+
+GAUSSIAN_TRUNCATE = 4.0  # kernel radius in standard deviations
+
+
+def one_hot(label: Any, *, num_classes: int) -> Any:
+    """float32 (X, Y[, Z], K) one-hot of an int label map (values in [0, num_classes))."""
+    xp = array_module(backend_of(label))
+    return xp.eye(num_classes, dtype=xp.float32)[label]
+
+
+def label_smoothing(label: Any, *, num_classes: int, eps: float) -> Any:
+    """``(1 - eps) * onehot + eps / K``."""
+    return one_hot(label, num_classes=num_classes) * (1 - eps) + eps / num_classes
+
+
+def gaussian_soft_labels(label: Any, *, num_classes: int, sigma_vox: Sequence[float]) -> Any:
+    """Engelen et al.: each one-hot channel blurred by a Gaussian of per-axis std ``sigma_vox``.
+
+    The image edge is extended by its nearest value, so the K channels still sum to 1.
+    """
+    backend = backend_of(label)
+    ndi = ndimage_module(backend)
+    soft = one_hot(label, num_classes=num_classes)
+
+    def blur(c: int) -> None:
+        soft[..., c] = ndi.gaussian_filter(soft[..., c], sigma_vox, mode="nearest", truncate=GAUSSIAN_TRUNCATE)
+
+    if backend == "cpu":
+        with ThreadPoolExecutor() as pool:
+            list(pool.map(blur, range(num_classes)))
+    else:
+        for c in range(num_classes):
+            blur(c)
+    return soft
+
+
+def normalize_per_voxel(soft: Any) -> Any:
+    """Divide each voxel's K probabilities by their sum (in place; returns ``soft``)."""
+    xp = array_module(backend_of(soft))
+    total = soft.sum(axis=-1, keepdims=True)
+    soft /= xp.maximum(total, xp.float32(1e-12))
+    return soft
+
+
+def soften_label(
+    label: Any,
+    *,
+    config: SofteningConfig,
+    num_classes: int,
+    spacing_mm: Sequence[float],
+    superpixels: Any | None = None,
+) -> Any:
+    """Soft labels for ``label`` by ``config.method``; float32 (X, Y[, Z], K) on the label's device.
+
+    spacing_mm: voxel size per axis, used when ``config.distance == 'mm'`` (superpixel
+    distances, gaussian sigma). superpixels: required for the superpixel method.
+    """
+    if len(spacing_mm) != label.ndim:
+        raise ValueError(f"spacing_mm: expected {label.ndim} values, got {len(spacing_mm)}")
+    in_mm = config.distance == "mm"
+    if config.method == "hard":
+        soft = one_hot(label, num_classes=num_classes)
+    elif config.method == "smoothing":
+        soft = label_smoothing(label, num_classes=num_classes, eps=config.eps)
+    elif config.method == "gaussian":
+        sigma_vox = [config.sigma / s for s in spacing_mm] if in_mm else [config.sigma] * label.ndim
+        soft = gaussian_soft_labels(label, num_classes=num_classes, sigma_vox=sigma_vox)
+    else:
+        if superpixels is None:
+            raise ValueError("superpixels: expected a superpixel map for method 'superpixel', got None")
+        soft = superpixel_soft_labels(
+            label, superpixels, num_classes=num_classes, spacing=spacing_mm if in_mm else None
+        )
+    return normalize_per_voxel(soft) if config.normalize else soft
