@@ -5,10 +5,11 @@ Progress goes to stderr; bad input exits with code 1 and a one-line message.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
@@ -24,7 +25,7 @@ from worker.errors import InputError
 from worker.pipeline import soften_files
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)  # never wrap: messages stay one line
 F = TypeVar("F", bound=Callable[..., Any])
 
 MethodOpt = Annotated[str, typer.Option("--method", help="superpixel | gaussian | smoothing | hard")]
@@ -47,13 +48,13 @@ def exits_on_bad_input(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except InputError as exc:
-            stderr.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            stderr.print(f"[red]error:[/red] {exc}", highlight=False)
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "options"
-            stderr.print(f"[red]error:[/red] --{field.replace('_', '-')}: {first['msg']}", highlight=False, soft_wrap=True)
+            stderr.print(f"[red]error:[/red] --{field.replace('_', '-')}: {first['msg']}", highlight=False)
         except ValueError as exc:
-            stderr.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            stderr.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1)
 
     return wrapper  # type: ignore[return-value]
@@ -69,11 +70,17 @@ def build_config(
     )  # fmt: skip
 
 
-def _stage_printer(prefix: str = "") -> Callable[[str, float], None]:
-    def report(stage: str, fraction: float) -> None:
-        stderr.print(f"{prefix}{stage:<12} {fraction:4.0%}", highlight=False)
+@contextlib.contextmanager
+def stage_progress() -> Iterator[Callable[[str, float], None]]:
+    """A transient progress bar on stderr fed by the pipeline's (stage, fraction) reports."""
+    columns = (TextColumn("{task.description:<12}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"))
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        task = bar.add_task("starting", total=1.0)
 
-    return report
+        def report(stage: str, fraction: float) -> None:
+            bar.update(task, description=stage, completed=fraction)
+
+        yield report
 
 
 def _infer_classes(label: Path) -> int:
@@ -110,10 +117,11 @@ def soften(
     """Soften one study's label map."""
     config = build_config(method, n_segments, compactness, sigma, eps, distance, normalize, dtype, slic)
     num_classes = classes if classes is not None else _infer_classes(label)
-    result = soften_files(
-        image, label, out, config=config, num_classes=num_classes, superpixels_in=superpixels,
-        superpixels_out=save_superpixels, backend=backend, progress=_stage_printer(),
-    )  # fmt: skip
+    with stage_progress() as report:
+        result = soften_files(
+            image, label, out, config=config, num_classes=num_classes, superpixels_in=superpixels,
+            superpixels_out=save_superpixels, backend=backend, progress=report,
+        )  # fmt: skip
     times = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings_s.items())
     stderr.print(f"wrote {out} ({result.backend}; {times})", highlight=False)
 

@@ -168,6 +168,9 @@ def read_superpixels(path: str | Path, *, ref_path: str | Path, ref_shape: Seque
 
 
 def read_soft_labels(path: str | Path) -> np.ndarray:
-    """Soft labels as float32 (X, Y, Z, K) in [0, 1] (2D studies keep their z axis of 1)."""
+    """Soft labels as float32 (X, Y, Z, K) in [0, 1] (2D studies keep their z axis of 1).
+
+    Clipped to [0, 1]: 255 times the float32 slope 1/255 is 1 + 6e-8.
+    """
     img = open_nifti(path)
-    return _read_data(img, Path(path), np.float32)
+    return np.clip(_read_data(img, Path(path), np.float32), 0, 1)

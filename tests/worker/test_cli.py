@@ -1,0 +1,101 @@
+"""The engine commands end to end: soften, soften-dataset (resumable) and preview."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from typer.testing import CliRunner
+
+from cli.main import app
+from worker import nifti_io
+from worker.config import SofteningConfig
+from worker.pipeline import soften_arrays
+
+runner = CliRunner()
+
+
+def soften_args(study: dict, out: Path, *extra: str) -> list[str]:
+    args = ["soften", "--label", str(study["label"]), "--out", str(out), "--classes", "4", "--n-segments", "20"]
+    for image in study["images"]:
+        args += ["--image", str(image)]
+    return args + list(extra)
+
+
+def test_soften_writes_what_the_engine_computes(tmp_path: Path, small_study: dict) -> None:
+    out, sp = tmp_path / "soft.nii.gz", tmp_path / "sp.nii.gz"
+    result = runner.invoke(app, soften_args(small_study, out, "--save-superpixels", str(sp), "--dtype", "float32"))
+    assert result.exit_code == 0, result.output
+    soft = nifti_io.read_soft_labels(out)
+    assert soft.shape == (17, 19, 11, 4)
+    assert nib.load(sp).get_data_dtype() == np.int32
+    # Pin the softening step: the engine on the saved superpixels gives the same numbers.
+    superpixels = np.asarray(nib.load(sp).dataobj)
+    study = nifti_io.read_study(small_study["images"], small_study["label"], num_classes=4)
+    expected = soften_arrays(None, study.label, config=SofteningConfig(), num_classes=4,
+                             spacing_mm=study.spacing_mm, superpixels=superpixels, backend="cpu").soft  # fmt: skip
+    np.testing.assert_array_equal(soft, expected)
+
+
+def test_soften_reuses_given_superpixels_across_methods(tmp_path: Path, small_study: dict) -> None:
+    sp = tmp_path / "sp.nii.gz"
+    assert runner.invoke(app, soften_args(small_study, tmp_path / "a.nii.gz", "--save-superpixels", str(sp))).exit_code == 0
+    result = runner.invoke(app, soften_args(small_study, tmp_path / "b.nii.gz", "--superpixels", str(sp), "--distance", "mm"))
+    assert result.exit_code == 0, result.output
+    stages_run = result.output.split("(cpu;")[1]
+    assert "soften" in stages_run and "superpixels" not in stages_run and "normalise" not in stages_run
+
+
+def test_bad_input_exits_1_with_one_line(tmp_path: Path, small_study: dict) -> None:
+    result = runner.invoke(app, soften_args(small_study, tmp_path / "o.nii.gz", "--classes", "3"))
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "case.nii.gz: label values: expected integers in [0, 3), got max 3" in lines[0]
+    assert not (tmp_path / "o.nii.gz").exists()
+
+
+def test_bad_option_exits_1(tmp_path: Path, small_study: dict) -> None:
+    result = runner.invoke(app, soften_args(small_study, tmp_path / "o.nii.gz", "--eps", "2", "--method", "smoothing"))
+    assert result.exit_code == 1 and "--eps" in result.output
+
+
+def make_dataset(root: Path, study: dict, cases: int) -> Path:
+    for sub in ("imagesTr", "labelsTr"):
+        (root / sub).mkdir(parents=True)
+    for i in range(cases):
+        for ch, image in enumerate(study["images"]):
+            shutil.copy(image, root / "imagesTr" / f"case{i}_{ch:04d}.nii.gz")
+        shutil.copy(study["label"], root / "labelsTr" / f"case{i}.nii.gz")
+    meta = {"channel_names": {"0": "T1", "1": "IR", "2": "FLAIR"}, "labels": {"bg": 0, "a": 1, "b": 2, "c": 3},
+            "numTraining": cases, "file_ending": ".nii.gz"}  # fmt: skip
+    (root / "dataset.json").write_text(json.dumps(meta))
+    return root
+
+
+def test_soften_dataset_is_resumable(tmp_path: Path, small_study: dict) -> None:
+    dataset = make_dataset(tmp_path / "Dataset001_Small", small_study, cases=3)
+    out = tmp_path / "soft"
+    args = ["soften-dataset", str(dataset), "--out", str(out), "--n-segments", "20"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert sorted(p.name for p in out.glob("case*.nii.gz")) == ["case0.nii.gz", "case1.nii.gz", "case2.nii.gz"]
+    first = (out / "case1.nii.gz").stat().st_mtime_ns
+    (out / "case2.nii.gz").unlink()
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0 and "2 already done" in result.output
+    assert (out / "case2.nii.gz").exists() and (out / "case1.nii.gz").stat().st_mtime_ns == first
+    other = runner.invoke(app, ["soften-dataset", str(dataset), "--out", str(out), "--n-segments", "30"])
+    assert other.exit_code == 1 and "softening.json: params" in other.output
+
+
+def test_preview_writes_a_png(tmp_path: Path, small_study: dict) -> None:
+    soft, sp, png = tmp_path / "soft.nii.gz", tmp_path / "sp.nii.gz", tmp_path / "p.png"
+    assert runner.invoke(app, soften_args(small_study, soft, "--save-superpixels", str(sp))).exit_code == 0
+    args = ["preview", "--image", str(small_study["images"][0]), "--image", str(small_study["images"][1]),
+            "--image", str(small_study["images"][2]), "--label", str(small_study["label"]), "--soft", str(soft),
+            "--superpixels", str(sp), "--out", str(png), "--class", "2", "--slice", "4"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "class 2, slice 4" in result.output

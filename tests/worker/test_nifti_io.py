@@ -1,0 +1,120 @@
+"""NIfTI reading and writing: every bad input gets its own error and nothing is written."""
+
+from __future__ import annotations
+
+import gzip
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tests.worker.conftest import SPACING
+from worker import nifti_io
+from worker.config import SofteningConfig
+from worker.errors import InputError
+from worker.pipeline import soften_files
+
+
+def save(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    nib.save(nib.Nifti1Image(data, np.diag([*SPACING, 1.0]) if affine is None else affine), path)
+    return path
+
+
+def test_reads_channels_in_order(small_study: dict) -> None:
+    study = nifti_io.read_study(small_study["images"], small_study["label"], num_classes=4)
+    assert study.image.shape == (17, 19, 11, 3) and study.image.dtype == np.float32
+    np.testing.assert_allclose(study.image, small_study["array_image"], rtol=1e-6)
+    np.testing.assert_array_equal(study.label, small_study["array_label"])
+    assert study.spacing_mm == pytest.approx(SPACING)
+
+
+def test_reads_one_4d_file(tmp_path: Path, small_study: dict) -> None:
+    four_d = save(tmp_path / "all.nii.gz", small_study["array_image"])
+    study = nifti_io.read_study([four_d], small_study["label"], num_classes=4)
+    np.testing.assert_allclose(study.image, small_study["array_image"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("as_hw1", [False, True])
+def test_reads_2d_images(tmp_path: Path, as_hw1: bool) -> None:
+    label = np.zeros((12, 9), dtype=np.uint8)
+    label[3:8, 2:6] = 1
+    image = np.random.default_rng(0).random((12, 9)).astype(np.float32)
+    shape = (12, 9, 1) if as_hw1 else (12, 9)
+    img_path = save(tmp_path / "i_0000.nii.gz", image.reshape(shape))
+    lab_path = save(tmp_path / "l.nii.gz", label.reshape(shape))
+    study = nifti_io.read_study([img_path], lab_path, num_classes=2)
+    assert study.image.shape == (12, 9, 1) and study.label.shape == (12, 9) and len(study.spacing_mm) == 2
+    out = tmp_path / "soft.nii.gz"
+    soften_files([img_path], lab_path, out, config=SofteningConfig(n_segments=6), num_classes=2, backend="cpu")
+    assert nib.load(out).shape == (12, 9, 1, 2)
+
+
+def test_uint8_round_trip_within_half_a_step(tmp_path: Path) -> None:
+    soft = np.random.default_rng(1).random((7, 6, 5, 3)).astype(np.float32)
+    path = tmp_path / "soft.nii.gz"
+    nifti_io.write_soft_labels(path, soft, affine=np.eye(4))
+    img = nib.load(path)
+    assert img.get_data_dtype() == np.uint8
+    assert img.dataobj.slope == pytest.approx(1 / 255)  # scl_slope, read by the proxy
+    np.testing.assert_allclose(nifti_io.read_soft_labels(path), soft, atol=1 / 510 + 1e-7)
+
+
+def test_float32_output_is_exact(tmp_path: Path) -> None:
+    soft = np.random.default_rng(2).random((4, 5, 3, 2)).astype(np.float32)
+    path = tmp_path / "soft.nii.gz"
+    nifti_io.write_soft_labels(path, soft, affine=np.eye(4), dtype="float32")
+    np.testing.assert_array_equal(nifti_io.read_soft_labels(path), soft)
+
+
+def _bad_cases(tmp: Path, study: dict) -> dict[str, tuple[list[Path], Path, str]]:
+    """name -> (image paths, label path, expected message fragment)."""
+    images, label = study["images"], study["label"]
+    lab, img0 = study["array_label"], study["array_image"][..., 0]
+    shifted = np.diag([*SPACING, 1.0])
+    shifted[0, 3] = 0.5
+    truncated = tmp / "trunc.nii.gz"
+    full = images[0].read_bytes()
+    truncated.write_bytes(full[: len(full) // 2])  # header intact, voxel data cut
+    not_nifti = tmp / "notes.nii.gz"
+    not_nifti.write_bytes(gzip.compress(b"this is not an image"))
+    nan_img = img0.copy()
+    nan_img[3, 4, 5] = np.nan
+    return {
+        "channel shape": ([images[0], save(tmp / "s.nii.gz", img0[:-1])], label, "shape: expected (17, 19, 11)"),
+        "label shape": (images, save(tmp / "ls.nii.gz", lab[:, :-1]), "shape: expected (17, 19, 11)"),
+        "affine": (images, save(tmp / "la.nii.gz", lab, shifted), "affine: expected within"),
+        "non-integer label": (images, save(tmp / "lf.nii.gz", lab + np.float32(0.5)), "expected integers"),
+        "negative label": (images, save(tmp / "ln.nii.gz", lab.astype(np.int16) - 1), "min -1"),
+        "label >= K": (images, save(tmp / "lk.nii.gz", lab * 2), "max 6"),
+        "NaN image": ([save(tmp / "n.nii.gz", nan_img)], label, "1 NaN/Inf voxels"),
+        "constant image": ([save(tmp / "c.nii.gz", np.full_like(img0, 7.0))], label, "every voxel = 7"),
+        "empty label": (images, save(tmp / "le.nii.gz", np.zeros_like(lab)), "only background"),
+        "5 dimensions": ([save(tmp / "5d.nii.gz", img0[..., None, None, None].repeat(2, 3))], label, "dimensions: expected at most 4"),
+        "truncated": ([truncated], label, "expected a complete, readable file"),
+        "not NIfTI": ([not_nifti], label, "expected a readable NIfTI file"),
+        "missing": ([tmp / "nope.nii.gz"], label, "no such file"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["channel shape", "label shape", "affine", "non-integer label", "negative label", "label >= K", "NaN image",
+     "constant image", "empty label", "5 dimensions", "truncated", "not NIfTI", "missing"],
+)  # fmt: skip
+def test_bad_input_names_file_and_writes_nothing(tmp_path: Path, small_study: dict, case: str) -> None:
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    images, label, fragment = _bad_cases(bad_dir, small_study)[case]
+    out_dir = tmp_path / "out"
+    with pytest.raises(InputError, match=re.escape(fragment)) as info:
+        soften_files(images, label, out_dir / "soft.nii.gz", config=SofteningConfig(), num_classes=4,
+                     superpixels_out=out_dir / "sp.nii.gz", backend="cpu")  # fmt: skip
+    assert info.value.file is not None and Path(info.value.file).name in str(info.value)
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_voxel_limit_is_checked_from_the_header(small_study: dict) -> None:
+    with pytest.raises(InputError, match="voxel count: expected at most 1000"):
+        nifti_io.read_study(small_study["images"], small_study["label"], num_classes=4, max_voxels=1000)

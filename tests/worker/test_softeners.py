@@ -1,0 +1,89 @@
+"""hard, smoothing and gaussian softeners, per-voxel normalisation and the config."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+from scipy import ndimage
+
+from tests.worker.conftest import random_label
+from worker.config import SofteningConfig
+from worker.softeners import soften_label
+
+SPACING_3D = (1.5, 1.0, 3.0)
+
+
+def test_hard_is_one_hot() -> None:
+    label = np.array([[0, 2], [1, 2]])
+    soft = soften_label(label, config=SofteningConfig(method="hard"), num_classes=4, spacing_mm=(1, 1))
+    expected = np.array([[[1, 0, 0, 0], [0, 0, 1, 0]], [[0, 1, 0, 0], [0, 0, 1, 0]]], dtype=np.float32)
+    np.testing.assert_array_equal(soft, expected)
+
+
+def test_smoothing_by_hand() -> None:
+    label = np.array([[0, 1, 2]])
+    soft = soften_label(label, config=SofteningConfig(method="smoothing", eps=0.3), num_classes=3, spacing_mm=(1, 1))
+    # (1 - 0.3) * onehot + 0.3 / 3: 0.8 on the true class, 0.1 elsewhere
+    np.testing.assert_allclose(soft[0, 1], [0.1, 0.8, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(soft.sum(-1), 1, rtol=1e-6)
+
+
+def test_gaussian_in_voxels_matches_scipy_and_sums_to_one() -> None:
+    label = random_label((19, 16, 9), 4, seed=0)
+    soft = soften_label(label, config=SofteningConfig(method="gaussian", sigma=1.5), num_classes=5, spacing_mm=SPACING_3D)
+    expected = ndimage.gaussian_filter((label == 2).astype(np.float32), 1.5, mode="nearest", truncate=4.0)
+    np.testing.assert_allclose(soft[..., 2], expected, atol=1e-6)
+    np.testing.assert_allclose(soft.sum(-1), 1, atol=1e-5)
+    assert not soft[..., 4].any()  # absent class stays 0
+
+
+def test_gaussian_sigma_in_mm_scales_per_axis() -> None:
+    label = random_label((19, 16, 9), 3, seed=1)
+    config = SofteningConfig(method="gaussian", sigma=3.0, distance="mm")
+    soft = soften_label(label, config=config, num_classes=3, spacing_mm=SPACING_3D)
+    sigma_vox = [3.0 / s for s in SPACING_3D]
+    expected = ndimage.gaussian_filter((label == 1).astype(np.float32), sigma_vox, mode="nearest", truncate=4.0)
+    np.testing.assert_allclose(soft[..., 1], expected, atol=1e-6)
+
+
+def test_normalize_divides_by_sum() -> None:
+    label = np.array([[0, 0, 1, 1, 1]])
+    superpixels = np.zeros_like(label)
+    raw = soften_label(label, config=SofteningConfig(), num_classes=2, spacing_mm=(1, 1), superpixels=superpixels)
+    normed = soften_label(
+        label, config=SofteningConfig(normalize=True), num_classes=2, spacing_mm=(1, 1), superpixels=superpixels
+    )
+    np.testing.assert_allclose(normed, raw / raw.sum(-1, keepdims=True), rtol=1e-6)
+    np.testing.assert_allclose(normed.sum(-1), 1, rtol=1e-6)
+
+
+def test_superpixel_method_needs_superpixels() -> None:
+    with pytest.raises(ValueError, match="expected a superpixel map"):
+        soften_label(np.zeros((2, 2), int), config=SofteningConfig(), num_classes=2, spacing_mm=(1, 1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"method": "blur"}, "method"),
+        ({"n_segments": 0}, "n_segments"),
+        ({"compactness": 0}, "compactness"),
+        ({"eps": 1.5}, "eps"),
+        ({"sigma": -1}, "sigma"),
+        ({"distance": "cm"}, "distance"),
+        ({"dtype": "int16"}, "dtype"),
+        ({"method": "hard", "normalize": True}, "normalize"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_config_rejects_bad_options(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValidationError, match=match):
+        SofteningConfig(**kwargs)
+
+
+def test_output_key_ignores_other_methods_parameters() -> None:
+    a = SofteningConfig(method="gaussian", sigma=2.0, n_segments=100)
+    b = SofteningConfig(method="gaussian", sigma=2.0, n_segments=3000)
+    c = SofteningConfig(method="gaussian", sigma=2.5)
+    assert a.output_key() == b.output_key() != c.output_key()
