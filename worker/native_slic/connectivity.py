@@ -7,13 +7,14 @@ faces with it (ties: smaller id); kept components are numbered 0..M-1.
 
 The component pass is a sequential union-find (roots are the smallest flat
 index, i.e. the first voxel); the result is unique, so it matches SciPy's
-labelling used by the reference.
+labelling used by the reference. The merge targets are found in parallel, one
+small component per task, from its voxel list.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 @njit(cache=True)
@@ -25,33 +26,45 @@ def _find(parent, i):
 
 
 @njit(cache=True)
+def _union(parent, root, v, u):
+    """Join voxel ``u``'s tree into the tree of ``v`` (current root ``root``)."""
+    r = _find(parent, u)
+    if root == v:
+        return r
+    if r < root:
+        parent[root] = r
+        return r
+    if root < r:
+        parent[r] = root
+    return root
+
+
+@njit(cache=True)
 def _components(labels):
-    """Component id per voxel (int64, -1 where labels < 0) and the component sizes."""
+    """Component id per voxel (int64, -1 where labels < 0) and the component sizes.
+
+    One raster pass joins each voxel with its three earlier face neighbours of
+    the same label; roots are always the smallest flat index.
+    """
     n0, n1, n2 = labels.shape
+    n = n0 * n1 * n2
+    parent = np.empty(n, dtype=np.int64)
+    v = 0
+    for i0 in range(n0):
+        for i1 in range(n1):
+            for i2 in range(n2):
+                lab = labels[i0, i1, i2]
+                root = v
+                if lab >= 0:
+                    if i2 > 0 and labels[i0, i1, i2 - 1] == lab:
+                        root = _union(parent, root, v, v - 1)
+                    if i1 > 0 and labels[i0, i1 - 1, i2] == lab:
+                        root = _union(parent, root, v, v - n2)
+                    if i0 > 0 and labels[i0 - 1, i1, i2] == lab:
+                        root = _union(parent, root, v, v - n1 * n2)
+                parent[v] = root
+                v += 1
     flat = labels.reshape(-1)
-    n = flat.size
-    parent = np.arange(n, dtype=np.int64)
-    strides = (n1 * n2, n2, 1)
-    for v in range(n):
-        lab = flat[v]
-        if lab < 0:
-            continue
-        i0 = v // strides[0]
-        i1 = (v // n2) % n1
-        i2 = v % n2
-        for axis in range(3):
-            coord = i0 if axis == 0 else (i1 if axis == 1 else i2)
-            if coord == 0:
-                continue
-            u = v - strides[axis]
-            if flat[u] != lab:
-                continue
-            ru = _find(parent, u)
-            rv = _find(parent, v)
-            if ru < rv:
-                parent[rv] = ru
-            elif rv < ru:
-                parent[ru] = rv
     comp = np.full(n, -1, dtype=np.int64)
     sizes = np.zeros(n, dtype=np.int64)
     n_comp = 0
@@ -69,58 +82,74 @@ def _components(labels):
 
 
 @njit(cache=True)
+def _voxels_by_component(comp, sizes):
+    """Flat voxel indices grouped by component (CSR): ``(offsets, voxels)``."""
+    flat = comp.reshape(-1)
+    offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(sizes)
+    fill = offsets[:-1].copy()
+    voxels = np.empty(offsets[-1], dtype=np.int64)
+    for v in range(flat.size):
+        c = flat[v]
+        if c >= 0:
+            voxels[fill[c]] = v
+            fill[c] += 1
+    return offsets, voxels
+
+
+@njit(parallel=True, cache=True)
 def _merge_targets(comp, sizes, min_size):
     """Earlier neighbour with the most shared faces for each small component, else -1."""
     n0, n1, n2 = comp.shape
-    n_comp = len(sizes)
-    n_pairs = 0
-    keys = np.empty(0, dtype=np.int64)
-    for rnd in range(2):  # count, then fill
-        if rnd == 1:
-            keys = np.empty(n_pairs, dtype=np.int64)
-            n_pairs = 0
-        for i0 in range(n0):
-            for i1 in range(n1):
-                for i2 in range(n2):
-                    a = comp[i0, i1, i2]
-                    if a < 0 or sizes[a] >= min_size:
+    flat = comp.reshape(-1)
+    offsets, voxels = _voxels_by_component(comp, sizes)
+    target = np.full(len(sizes), -1, dtype=np.int64)
+    n_tasks = 256
+    for task in prange(n_tasks):
+        nb = np.empty(6 * max(min_size, 1), dtype=np.int64)  # neighbour ids
+        faces = np.empty(6 * max(min_size, 1), dtype=np.int64)  # shared faces
+        for a in range(task, len(sizes), n_tasks):
+            if sizes[a] >= min_size:
+                continue
+            n_nb = 0
+            for j in range(offsets[a], offsets[a + 1]):
+                v = voxels[j]
+                i0 = v // (n1 * n2)
+                i1 = (v // n2) % n1
+                i2 = v % n2
+                for side in range(6):
+                    if side == 0:
+                        ok, u = i0 > 0, v - n1 * n2
+                    elif side == 1:
+                        ok, u = i0 < n0 - 1, v + n1 * n2
+                    elif side == 2:
+                        ok, u = i1 > 0, v - n2
+                    elif side == 3:
+                        ok, u = i1 < n1 - 1, v + n2
+                    elif side == 4:
+                        ok, u = i2 > 0, v - 1
+                    else:
+                        ok, u = i2 < n2 - 1, v + 1
+                    if not ok:
                         continue
-                    for nb in range(6):
-                        j0, j1, j2 = i0, i1, i2
-                        if nb == 0:
-                            j0 -= 1
-                        elif nb == 1:
-                            j0 += 1
-                        elif nb == 2:
-                            j1 -= 1
-                        elif nb == 3:
-                            j1 += 1
-                        elif nb == 4:
-                            j2 -= 1
-                        else:
-                            j2 += 1
-                        if j0 < 0 or j0 >= n0 or j1 < 0 or j1 >= n1 or j2 < 0 or j2 >= n2:
-                            continue
-                        b = comp[j0, j1, j2]
-                        if b < 0 or b >= a:
-                            continue
-                        if rnd == 1:
-                            keys[n_pairs] = a * n_comp + b
-                        n_pairs += 1
-    keys.sort()
-    target = np.full(n_comp, -1, dtype=np.int64)
-    best = np.zeros(n_comp, dtype=np.int64)
-    i = 0
-    while i < len(keys):
-        j = i
-        while j < len(keys) and keys[j] == keys[i]:
-            j += 1
-        a = keys[i] // n_comp
-        b = keys[i] % n_comp
-        if j - i > best[a]:  # b ascending: ties keep the smaller id
-            best[a] = j - i
-            target[a] = b
-        i = j
+                    b = flat[u]
+                    if b < 0 or b >= a:
+                        continue
+                    slot = 0
+                    while slot < n_nb and nb[slot] != b:
+                        slot += 1
+                    if slot == n_nb:
+                        nb[slot] = b
+                        faces[slot] = 0
+                        n_nb += 1
+                    faces[slot] += 1
+            best = -1
+            for slot in range(n_nb):
+                if best < 0 or faces[slot] > faces[best] or (
+                        faces[slot] == faces[best] and nb[slot] < nb[best]):
+                    best = slot
+            if best >= 0:
+                target[a] = nb[best]
     return target
 
 

@@ -1,0 +1,262 @@
+"""Native SLIC on the CPU: the compiled version equals the NumPy twin, bit for bit.
+
+Also: the output contract, a hand-checked example, the tie rule, the
+connectivity rule, argument errors, and the quality ratios against
+scikit-image on a small phantom.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from skimage.segmentation import slic
+
+from worker.native_slic import cpu, native_slic, reference
+from worker.native_slic import connectivity as compiled_connectivity
+from worker.native_slic.driver import run_kmeans
+from worker.native_slic.grid import make_grid
+from worker.native_slic.quality import boundary_recall, undersegmentation_error
+
+
+def phantom(shape: tuple[int, ...], channels: int, seed: int) -> np.ndarray:
+    """float32 (shape, C) in [0, 1]: smooth random blobs plus noise."""
+    rng = np.random.default_rng(seed)
+    smooth = ndimage.gaussian_filter(rng.random(shape + (channels,)), sigma=(2.0,) * len(shape) + (0,))
+    smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min())
+    return np.clip(smooth + 0.05 * rng.standard_normal(smooth.shape), 0, 1).astype(np.float32)
+
+
+def blob_mask(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """bool (shape): a smooth random region with holes and several pieces."""
+    rng = np.random.default_rng(seed)
+    return ndimage.gaussian_filter(rng.random(shape), 2.5) > 0.5
+
+
+CASES = [  # shape, channels, spacing (mm), n_segments, compactness
+    ((17, 23, 11), 3, (1.0, 0.8, 2.5), 40, 0.1),
+    ((17, 23, 11), 1, (1.0, 0.8, 2.5), 12, 1.0),
+    ((9, 31, 20), 2, None, 60, 0.05),
+    ((31, 29), 3, (0.7, 1.3), 30, 0.1),
+    ((40, 37), 1, None, 25, 3.0),
+    ((5, 7, 3), 2, (2.0, 1.0, 1.0), 500, 0.1),  # more segments than voxels
+]
+
+
+@pytest.mark.parametrize("use_mask", [False, True])
+@pytest.mark.parametrize("connect", [False, True])
+@pytest.mark.parametrize("shape, channels, spacing, n_segments, compactness", CASES)
+def test_compiled_equals_reference(shape, channels, spacing, n_segments, compactness, use_mask, connect):
+    image = phantom(shape, channels, seed=len(shape) * 7 + channels)
+    mask = blob_mask(shape, seed=3) if use_mask else None
+    kwargs = dict(n_segments=n_segments, compactness=compactness, spacing=spacing, mask=mask,
+                  enforce_connectivity=connect)
+    expected = native_slic(image, implementation="reference", **kwargs)
+    got = native_slic(image, implementation="compiled", **kwargs)
+    np.testing.assert_array_equal(got, expected)
+
+
+def _midway_state(shape, channels, spacing, n_segments, use_mask, iterations=3):
+    """Image, mask, grid, weight and the twin's centres/labels after a few rounds."""
+    image = phantom(shape, channels, seed=11)
+    mask = blob_mask(shape, seed=5) if use_mask else None
+    grid = make_grid(shape, spacing, n_segments, mask)
+    image3 = image.reshape(grid.shape + (channels,))
+    mask3 = None if mask is None else mask.reshape(grid.shape)
+    weight = np.float32((0.1 / grid.step_mm) ** 2)
+    centres = grid.initial_centres(channels)
+    labels = np.full(grid.shape, -1, dtype=np.int32)
+    for _ in range(iterations):
+        reference.assign(image3, mask3, centres, grid, weight, labels)
+        centres = reference.update_centres(image3, labels, centres)
+    return image3, mask3, grid, weight, centres, labels
+
+
+@pytest.mark.parametrize("use_mask", [False, True])
+@pytest.mark.parametrize("shape, channels, spacing", [((17, 23, 11), 3, (1.0, 0.8, 2.5)), ((33, 26), 2, (1.0, 1.0))])
+def test_steps_equal_given_the_same_centres(shape, channels, spacing, use_mask):
+    image, mask, grid, weight, centres, labels = _midway_state(shape, channels, spacing, 30, use_mask)
+    ref_labels, cpu_labels = labels.copy(), labels.copy()
+    ref_changed = reference.assign(image, mask, centres, grid, weight, ref_labels)
+    cpu_changed = cpu.assign(image, mask, centres, grid, weight, cpu_labels)
+    np.testing.assert_array_equal(cpu_labels, ref_labels)
+    assert cpu_changed == ref_changed
+    np.testing.assert_array_equal(cpu.centre_sums(image, ref_labels, len(centres)),
+                                  reference.centre_sums(image, ref_labels, len(centres)))
+    np.testing.assert_array_equal(cpu.update_centres(image, ref_labels, centres),
+                                  reference.update_centres(image, ref_labels, centres))
+
+
+def test_assign_is_the_plain_nearest_candidate():
+    """Oracle written out per voxel: min over the 27 neighbouring cells' centres."""
+    image, mask, grid, weight, centres, labels = _midway_state((9, 12, 7), 2, (1.0, 0.8, 2.5), 20, False)
+    got = labels.copy()
+    reference.assign(image, mask, centres, grid, weight, got)
+    g = grid.cell_centre.shape
+    for idx in np.ndindex(grid.shape):
+        cell = [min(i // s, n - 1) for i, s, n in zip(idx, grid.step, g)]
+        best, best_k = np.inf, -1
+        for off in np.ndindex(3, 3, 3):
+            q = [c + o - 1 for c, o in zip(cell, off)]
+            if any(not 0 <= qa < n for qa, n in zip(q, g)):
+                continue
+            k = grid.cell_centre[tuple(q)]
+            d_space = sum(((i - centres[k, a]) * grid.spacing_mm[a]) ** 2 for a, i in enumerate(idx))
+            d = float(np.sum((image[idx] - centres[k, 3:]) ** 2)) + float(weight) * d_space
+            if d < best - 1e-6:
+                best, best_k = d, k
+        assert got[idx] == best_k, idx
+
+
+def test_two_flat_halves():
+    """Hand-checked: two seeds at columns 2 and 7; colour splits the image at column 4."""
+    image = np.zeros((6, 8, 1), dtype=np.float32)
+    image[:, 4:] = 1.0
+    expected = np.zeros((6, 8), dtype=np.int32)
+    expected[:, 4:] = 1
+    for implementation in ("reference", "compiled"):
+        got = native_slic(image, n_segments=2, compactness=0.1, implementation=implementation)
+        np.testing.assert_array_equal(got, expected)
+    sk = slic(image, n_segments=2, compactness=0.1, channel_axis=-1, convert2lab=False, start_label=0)
+    np.testing.assert_array_equal(sk, expected)
+
+
+def test_exact_ties_go_to_the_lowest_centre_index():
+    """Centres 0 and 1 are mirror images around column 2 with the same colour."""
+    image = np.full((1, 1, 5, 1), 0.5, dtype=np.float32)
+    grid = make_grid((1, 5), (1.0, 1.0), 2)
+    assert grid.cell_centre.tolist() == [[[0, 1]]]
+    centres = np.array([[0, 0, 1, 0.5], [0, 0, 3, 0.5]], dtype=np.float32)
+    for impl in (reference, cpu):
+        labels = np.full((1, 1, 5), -1, dtype=np.int32)
+        impl.assign(image, None, centres, grid, np.float32(0.01), labels)
+        assert labels.ravel().tolist() == [0, 0, 0, 1, 1]
+
+
+def test_output_contract():
+    shape = (17, 23, 11)
+    image = phantom(shape, 2, seed=1)
+    mask = blob_mask(shape, seed=2)
+    labels = native_slic(image, n_segments=40, compactness=0.1, spacing=(1.0, 0.8, 2.5), mask=mask)
+    assert labels.dtype == np.int32 and labels.shape == shape
+    assert (labels[~mask] == -1).all() and (labels[mask] >= 0).all()
+    np.testing.assert_array_equal(np.unique(labels[mask]), np.arange(labels.max() + 1))
+    for k in range(labels.max() + 1):  # each superpixel is face-connected
+        assert ndimage.label(labels == k)[1] == 1
+
+
+def test_small_fragments_are_merged():
+    shape = (24, 30, 16)
+    image = phantom(shape, 3, seed=4)
+    n_segments, min_size_factor = 50, 0.5
+    labels = native_slic(image, n_segments=n_segments, compactness=0.05, min_size_factor=min_size_factor)
+    grid = make_grid(shape, (1.0, 1.0, 1.0), n_segments)
+    min_size = int(min_size_factor * labels.size / grid.n_centres)
+    sizes = np.bincount(labels.ravel())
+    # without a mask only the segment holding voxel 0 can lack an earlier neighbour
+    assert (sizes[1:] >= min_size).all()
+
+
+def test_connectivity_rule_by_hand():
+    """1 x 1 x 7 labels: the lone '1' (size 1) joins its earlier neighbour."""
+    labels = np.array([0, 0, 0, 1, 2, 2, 2], dtype=np.int32).reshape(1, 1, 7)
+    for impl in (reference, compiled_connectivity):
+        assert impl.enforce_connectivity(labels, 2).ravel().tolist() == [0, 0, 0, 0, 1, 1, 1]
+        assert impl.enforce_connectivity(labels, 1).ravel().tolist() == [0, 0, 0, 1, 2, 2, 2]
+    # a split label becomes two segments; the most-shared-faces neighbour wins
+    labels = np.array([[0, 0, 1, 1], [2, 2, 2, 1], [0, 2, 2, 1]], dtype=np.int32)[None]
+    for impl in (reference, compiled_connectivity):
+        out = impl.enforce_connectivity(labels, 2)
+        assert out[0].tolist() == [[0, 0, 1, 1], [2, 2, 2, 1], [2, 2, 2, 1]]
+
+
+def test_connectivity_matches_on_random_label_maps():
+    rng = np.random.default_rng(0)
+    for _ in range(25):
+        shape = tuple(int(s) for s in rng.integers(1, 12, size=3))
+        labels = rng.integers(-1, int(rng.integers(1, 6)), size=shape).astype(np.int32)
+        for min_size in (0, 1, 2, 4, 30):
+            np.testing.assert_array_equal(compiled_connectivity.enforce_connectivity(labels, min_size),
+                                          reference.enforce_connectivity(labels, min_size))
+
+
+def test_loop_stops_when_labels_settle():
+    image, mask, grid, weight, *_ = _midway_state((12, 10, 8), 1, (1.0, 1.0, 1.0), 8, False)
+    once = run_kmeans(reference, image, mask, grid, weight, 50)
+    again = run_kmeans(cpu, image, mask, grid, weight, 50)
+    np.testing.assert_array_equal(once, again)
+    centres = reference.update_centres(image, once, grid.initial_centres(1))  # fixed point
+    labels = once.copy()
+    assert not reference.assign(image, mask, centres, grid, weight, labels)
+
+
+def test_gpu_backend_rejects_numpy_and_cpu_rejects_other_arrays():
+    image = phantom((8, 9), 1, seed=0)
+    with pytest.raises(TypeError, match="expected a cupy.ndarray image for backend 'gpu'"):
+        native_slic(image, n_segments=4, compactness=0.1, backend="gpu")
+    with pytest.raises(TypeError, match="expected a numpy.ndarray image for backend 'cpu'"):
+        native_slic(image.tolist(), n_segments=4, compactness=0.1)
+
+
+GOOD = dict(n_segments=4, compactness=0.1)
+BAD_ARGUMENTS = [
+    (np.zeros((8, 9), np.float32), {}, "expected image of shape"),
+    (np.zeros((2, 3, 4, 5, 1), np.float32), {}, "expected image of shape"),
+    (np.zeros((8, 9, 1), np.float32), {"spacing": (1.0, 1.0, 1.0)}, "expected spacing with 2 values"),
+    (np.zeros((8, 9, 1), np.float32), {"spacing": (1.0, 0.0)}, "expected positive finite spacing"),
+    (np.zeros((8, 9, 1), np.float32), {"n_segments": 0}, "expected integer n_segments >= 1"),
+    (np.zeros((8, 9, 1), np.float32), {"n_segments": 2.5}, "expected integer n_segments >= 1"),
+    (np.zeros((8, 9, 1), np.float32), {"compactness": 0.0}, "expected finite compactness > 0"),
+    (np.zeros((8, 9, 1), np.float32), {"max_num_iter": 0}, "expected integer max_num_iter >= 1"),
+    (np.zeros((8, 9, 1), np.float32), {"min_size_factor": -1.0}, "expected min_size_factor >= 0"),
+    (np.zeros((8, 9, 1), np.float32), {"max_size_factor": 0.1}, "expected max_size_factor >= min_size_factor"),
+    (np.zeros((8, 9, 1), np.float32), {"mask": np.ones((8, 8), bool)}, "expected mask of the spatial shape"),
+    (np.zeros((8, 9, 1), np.float32), {"mask": np.zeros((8, 9), bool)}, "expected a mask with at least one"),
+    (np.full((8, 9, 1), np.nan, np.float32), {}, "expected finite image values"),
+    (np.zeros((8, 9, 1), np.float32), {"backend": "tpu"}, "expected backend in"),
+    (np.zeros((8, 9, 1), np.float32), {"implementation": "fast"}, "expected implementation in"),
+]
+
+
+@pytest.mark.parametrize("image, override, message", BAD_ARGUMENTS)
+def test_bad_arguments(image, override, message):
+    with pytest.raises(ValueError, match=message):
+        native_slic(image, **(GOOD | override))
+
+
+def test_bad_types():
+    with pytest.raises(TypeError, match="expected a bool mask"):
+        native_slic(np.zeros((8, 9, 1), np.float32), mask=np.ones((8, 9), np.uint8), **GOOD)
+    with pytest.raises(TypeError, match="expected a real image dtype"):
+        native_slic(np.zeros((8, 9, 1), np.complex64), **GOOD)
+
+
+def test_quality_within_five_percent_of_skimage():
+    """Boundary recall >= 0.95x and undersegmentation error <= 1.05x scikit-image's."""
+    rng = np.random.default_rng(7)
+    shape = (30, 48, 44)
+    field = ndimage.gaussian_filter(rng.random(shape), 3.0)
+    truth = np.digitize(field, np.quantile(field, [0.25, 0.5, 0.75]))
+    means = rng.uniform(0.1, 0.9, size=(2, 4))
+    image = np.stack([means[c][truth] for c in range(2)], -1)
+    image = np.clip(ndimage.gaussian_filter(image, (0.7, 0.7, 0.7, 0)) + rng.normal(0, 0.04, image.shape), 0, 1)
+    image = image.astype(np.float32)
+    ours = native_slic(image, n_segments=300, compactness=0.1)
+    theirs = slic(image, n_segments=300, compactness=0.1, channel_axis=-1, convert2lab=False, start_label=0)
+    br_ratio = boundary_recall(ours, truth) / boundary_recall(theirs, truth)
+    ue_ratio = undersegmentation_error(ours, truth) / undersegmentation_error(theirs, truth)
+    assert br_ratio >= 0.95, br_ratio
+    assert ue_ratio <= 1.05, ue_ratio
+
+
+def test_quality_metrics_by_hand():
+    truth = np.array([[0, 0, 1, 1]] * 3)
+    perfect = np.array([[0, 0, 1, 1]] * 3)
+    shifted = np.array([[0, 1, 1, 1]] * 3)  # one column of class 0 leaks into segment 1
+    assert boundary_recall(perfect, truth) == 1.0
+    assert undersegmentation_error(perfect, truth) == 0.0
+    assert boundary_recall(shifted, truth) == 1.0  # within 1 voxel
+    # segment 1 (9 voxels): min(3, 6) for class 0 + min(6, 3) for class 1 = 6 of 12 voxels
+    assert undersegmentation_error(shifted, truth) == pytest.approx(6 / 12)
+    far = np.array([[0, 0, 0, 0, 1, 1]] * 2)
+    assert boundary_recall(np.zeros_like(far), far) == 0.0
