@@ -8,15 +8,9 @@ from typing import Any
 
 from worker.backend import array_module, backend_of, ndimage_module
 from worker.config import SofteningConfig
-from worker.superpixel_soft import superpixel_soft_labels
+from worker.superpixel_soft import one_hot, superpixel_soft_labels
 
 GAUSSIAN_TRUNCATE = 4.0  # kernel radius in standard deviations
-
-
-def one_hot(label: Any, *, num_classes: int) -> Any:
-    """float32 (X, Y[, Z], K) one-hot of an int label map (values in [0, num_classes))."""
-    xp = array_module(backend_of(label))
-    return xp.eye(num_classes, dtype=xp.float32)[label]
 
 
 def label_smoothing(label: Any, *, num_classes: int, eps: float) -> Any:

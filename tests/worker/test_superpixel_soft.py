@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from tests.worker.conftest import random_label
 from worker.boundaries import face_boundary
-from worker.superpixel_soft import mixed_superpixels, superpixel_boxes, superpixel_soft_labels
+from worker.superpixel_soft import bounding_boxes, mixed_superpixels, superpixel_soft_labels
 
 
 def test_spec_worked_example() -> None:
@@ -81,9 +81,9 @@ def test_absent_class_is_zero_and_masked_voxels_stay_hard() -> None:
     assert not soft[..., 3:].any()
 
 
-def test_superpixel_boxes_match_find_objects() -> None:
+def test_bounding_boxes_match_find_objects() -> None:
     superpixels = (np.indices((9, 8, 7)).sum(axis=0) // 3).astype(np.int32)
-    start, stop = superpixel_boxes(superpixels)
+    start, stop = bounding_boxes(superpixels + 1, count=int(superpixels.max()) + 2)
     for s, box in enumerate(ndimage.find_objects(superpixels + 1), start=1):
         assert [b.start for b in box] == start[s].tolist()
         assert [b.stop for b in box] == stop[s].tolist()
