@@ -207,6 +207,23 @@ def preview(
     stderr.print(f"wrote {out} (class {c}, slice {z})")
 
 
+@app.command("demo-study")
+@exits_on_bad_input
+def demo_study(
+    out: Annotated[Path, typer.Option("--out", help="folder to write an nnU-Net raw dataset into")],
+    synthetic: Annotated[bool, typer.Option("--synthetic", help="the synthetic 48x240x240 3-channel 11-class phantom instead of MNI152")] = False,
+) -> None:
+    """Write a demo study: the MNI152 brain (T1, 4 tissue classes) as an nnU-Net raw dataset."""
+    from worker.demo_data import mni152_study, synthetic_study, write_dataset_json, write_study
+
+    study = synthetic_study() if synthetic else mni152_study()
+    case_id = "synthetic_001" if synthetic else "mni152_001"
+    channels = ["T1", "T1_IR", "FLAIR"] if synthetic else ["T1"]
+    images, label = write_study(study, out, case_id)
+    write_dataset_json(study, out, num_training=1, channel_names=channels)
+    stderr.print(f"wrote {out}: {', '.join(p.name for p in images)}, {label.name} (K = {study.num_classes})")
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m worker.cli`
     app(prog_name="softlabel")
 
