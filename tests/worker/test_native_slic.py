@@ -72,10 +72,23 @@ def _midway_state(shape, channels, spacing, n_segments, use_mask, iterations=3):
     return image3, mask3, grid, weight, centres, labels
 
 
+def _scrambled(centres, grid, seed):
+    """Arbitrary centres (anywhere in the volume, any colour): every candidate can win."""
+    rng = np.random.default_rng(seed)
+    out = centres.copy()
+    out[:, :3] = rng.uniform(-1, np.asarray(grid.shape), size=(len(out), 3))
+    out[:, 3:] = rng.random((len(out), out.shape[1] - 3))
+    return out.astype(np.float32)
+
+
+@pytest.mark.parametrize("scramble", [False, True])
 @pytest.mark.parametrize("use_mask", [False, True])
-@pytest.mark.parametrize("shape, channels, spacing", [((17, 23, 11), 3, (1.0, 0.8, 2.5)), ((33, 26), 2, (1.0, 1.0))])
-def test_steps_equal_given_the_same_centres(shape, channels, spacing, use_mask):
+@pytest.mark.parametrize("shape, channels, spacing", [((17, 23, 11), 3, (1.0, 0.8, 2.5)), ((33, 26), 2, (1.0, 1.0)),
+                                                      ((17, 23, 11), 1, (1.0, 1.0, 1.0))])
+def test_steps_equal_given_the_same_centres(shape, channels, spacing, use_mask, scramble):
     image, mask, grid, weight, centres, labels = _midway_state(shape, channels, spacing, 30, use_mask)
+    if scramble:
+        centres = _scrambled(centres, grid, seed=channels)
     ref_labels, cpu_labels = labels.copy(), labels.copy()
     ref_changed = reference.assign(image, mask, centres, grid, weight, ref_labels)
     cpu_changed = cpu.assign(image, mask, centres, grid, weight, cpu_labels)

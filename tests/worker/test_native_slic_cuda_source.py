@@ -1,0 +1,205 @@
+"""The CUDA kernels' source, checked without a GPU.
+
+1. ``nvcc -ptx`` compiles it for sm_90 (skipped when nvcc is absent), with no
+   fused multiply-add in the float32 distance.
+2. ``g++`` compiles the same source under a small shim (``__global__`` as a
+   plain function, ``threadIdx``/``blockIdx`` as globals, sequential
+   ``atomicAdd``) and the test runs every thread of a launch one after the
+   other. The kernels use no shared memory, barriers or warp functions, so a
+   sequential run computes what the device computes, up to the order of the
+   float64 atomics. This covers the index arithmetic, the candidate loop, the
+   tie rule and the argument lists of :mod:`worker.native_slic.cuda_kernels`
+   against the twin. It does not cover the CUDA compiler, the device's
+   arithmetic or races; ``test_native_slic_gpu.py`` does, on a GPU.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from worker.native_slic import cuda_kernels, reference
+from worker.native_slic.driver import run_kmeans
+from worker.native_slic.grid import make_grid
+
+SHIM = r"""
+#include <cstring>
+struct SoftlabelDim3 { unsigned int x, y, z; };
+static SoftlabelDim3 threadIdx, blockIdx, blockDim, gridDim;
+#define __global__
+#define __restrict__ __restrict
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fsub_rn(float a, float b) { return a - b; }
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, sizeof f); return f; }
+static inline double atomicAdd(double* p, double v) { double old = *p; *p = old + v; return old; }
+extern "C" void softlabel_emu_set(unsigned b, unsigned t, unsigned grid, unsigned block) {
+    blockIdx.x = b; threadIdx.x = t; gridDim.x = grid; blockDim.x = block;
+}
+"""
+
+
+def phantom(shape, channels, seed):
+    rng = np.random.default_rng(seed)
+    smooth = ndimage.gaussian_filter(rng.random(shape + (channels,)), sigma=(2.0,) * len(shape) + (0,))
+    smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min())
+    return np.clip(smooth + 0.05 * rng.standard_normal(smooth.shape), 0, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    """``build(n_channels)`` -> ctypes library of the kernels compiled by g++."""
+    if shutil.which("g++") is None:
+        pytest.skip("g++ not found: cannot emulate the CUDA kernels on the host")
+    folder = tmp_path_factory.mktemp("cuda_emulation")
+    built = {}
+
+    def build(n_channels):
+        if n_channels not in built:
+            src = folder / f"slic_{n_channels}.cpp"
+            lib = folder / f"slic_{n_channels}.so"
+            src.write_text(SHIM + cuda_kernels.source(n_channels))
+            subprocess.run(["g++", "-O2", "-std=c++14", "-ffp-contract=off", "-shared", "-fPIC",
+                            str(src), "-o", str(lib)], check=True, capture_output=True)
+            built[n_channels] = ctypes.CDLL(str(lib))
+        return built[n_channels]
+
+    return build
+
+
+def _c_arg(value):
+    if isinstance(value, np.ndarray):
+        assert value.flags.c_contiguous
+        return ctypes.c_void_p(value.ctypes.data)
+    return {np.int64: ctypes.c_longlong, np.int32: ctypes.c_int, np.float32: ctypes.c_float}[type(value)](value)
+
+
+def launch(lib, name, n_items, args, threads=None):
+    """Run every thread of a launch in turn (default: the geometry gpu.py uses)."""
+    blocks, block = (cuda_kernels.blocks_for(n_items), cuda_kernels.THREADS_PER_BLOCK) if threads is None else threads
+    kernel = getattr(lib, name)
+    c_args = [_c_arg(a) for a in args]
+    for b in range(blocks):
+        for t in range(block):
+            lib.softlabel_emu_set(b, t, blocks, block)
+            kernel(*c_args)
+
+
+def emulated_steps(lib, threads=None):
+    """The step functions of worker.native_slic.gpu, on the emulated kernels."""
+
+    def assign(image, mask, centres, grid, weight, labels):
+        changed = np.zeros(1, dtype=np.int32)
+        dummy = np.ones(1, dtype=bool)
+        args = cuda_kernels.assign_args(image, dummy if mask is None else np.ascontiguousarray(mask), mask is not None,
+                                        centres, grid, weight, labels, changed, grid.cell_centre)
+        launch(lib, "softlabel_slic_assign", labels.size, args, threads)
+        return bool(changed[0])
+
+    def centre_sums(image, labels, n_centres):
+        sums = np.zeros((n_centres, 4 + image.shape[-1]), dtype=np.float64)
+        launch(lib, "softlabel_slic_accumulate", cuda_kernels.accumulate_tasks(labels.shape),
+               cuda_kernels.accumulate_args(image, labels, sums), threads)
+        return sums
+
+    def update_centres(image, labels, centres):
+        out = centres.copy()
+        sums = centre_sums(image, labels, len(centres))
+        launch(lib, "softlabel_slic_finalize", len(centres), cuda_kernels.finalize_args(sums, out), threads)
+        return out
+
+    return SimpleNamespace(assign=assign, centre_sums=centre_sums, update_centres=update_centres)
+
+
+def midway(shape, channels, spacing, n_segments, use_mask, iterations=3):
+    image = phantom(shape, channels, seed=channels)
+    mask = ndimage.gaussian_filter(np.random.default_rng(1).random(shape), 2) > 0.5 if use_mask else None
+    grid = make_grid(shape, spacing, n_segments, mask)
+    image3 = image.reshape(grid.shape + (channels,))
+    mask3 = None if mask is None else mask.reshape(grid.shape)
+    weight = np.float32((0.1 / grid.step_mm) ** 2)
+    centres = grid.initial_centres(channels)
+    labels = np.full(grid.shape, -1, dtype=np.int32)
+    for _ in range(iterations):
+        reference.assign(image3, mask3, centres, grid, weight, labels)
+        centres = reference.update_centres(image3, labels, centres)
+    return image3, mask3, grid, weight, centres, labels
+
+
+def scrambled(centres, grid, seed):
+    """Arbitrary centres (anywhere in the volume, any colour): every candidate can win."""
+    rng = np.random.default_rng(seed)
+    out = centres.copy()
+    out[:, :3] = rng.uniform(-1, np.asarray(grid.shape), size=(len(out), 3))
+    out[:, 3:] = rng.random((len(out), out.shape[1] - 3))
+    return out.astype(np.float32)
+
+
+STATES = [  # shape, channels, spacing, n_segments, mask
+    ((17, 23, 11), 3, (1.0, 1.0, 1.0), 40, False),  # cells left over along axes 0 and 2
+    ((11, 13, 7), 3, (1.0, 0.8, 2.5), 20, False),
+    ((11, 13, 7), 1, (1.0, 0.8, 2.5), 20, True),
+    ((23, 19), 2, (0.7, 1.3), 12, True),
+    ((40, 3, 35), 1, (1.0, 1.0, 1.0), 15, False),
+]
+
+
+@pytest.mark.parametrize("scramble", [False, True], ids=["midway", "scrambled"])
+@pytest.mark.parametrize("threads", [None, (2, 3)], ids=["gpu_geometry", "grid_stride"])
+@pytest.mark.parametrize("shape, channels, spacing, n_segments, use_mask", STATES)
+def test_emulated_kernels_match_the_twin(emulator, shape, channels, spacing, n_segments, use_mask, threads,
+                                         scramble):
+    image, mask, grid, weight, centres, labels = midway(shape, channels, spacing, n_segments, use_mask)
+    if scramble:
+        centres = scrambled(centres, grid, seed=n_segments)
+    steps = emulated_steps(emulator(channels), threads)
+    ref_labels, emu_labels = labels.copy(), labels.copy()
+    ref_changed = reference.assign(image, mask, centres, grid, weight, ref_labels)
+    emu_changed = steps.assign(image, mask, centres, grid, weight, emu_labels)
+    np.testing.assert_array_equal(emu_labels, ref_labels)
+    assert emu_changed == ref_changed
+    sums = steps.centre_sums(image, ref_labels, len(centres))
+    ref_sums = reference.centre_sums(image, ref_labels, len(centres))
+    np.testing.assert_array_equal(sums[:, :4], ref_sums[:, :4])  # counts and coordinates: exact
+    np.testing.assert_allclose(sums[:, 4:], ref_sums[:, 4:], rtol=1e-12)
+    np.testing.assert_array_max_ulp(steps.update_centres(image, ref_labels, centres),
+                                    reference.update_centres(image, ref_labels, centres), maxulp=1)
+
+
+def test_emulated_tie_rule(emulator):
+    image = np.full((1, 1, 5, 1), 0.5, dtype=np.float32)
+    grid = make_grid((1, 5), (1.0, 1.0), 2)
+    centres = np.array([[0, 0, 1, 0.5], [0, 0, 3, 0.5]], dtype=np.float32)
+    labels = np.full((1, 1, 5), -1, dtype=np.int32)
+    emulated_steps(emulator(1)).assign(image, None, centres, grid, np.float32(0.01), labels)
+    assert labels.ravel().tolist() == [0, 0, 0, 1, 1]
+
+
+def test_emulated_full_run_matches_the_twin(emulator):
+    image, mask, grid, weight, *_ = midway((12, 14, 9), 2, (1.0, 0.9, 2.0), 25, True, iterations=0)
+    steps = emulated_steps(emulator(2))
+    expected = run_kmeans(reference, image, mask, grid, weight, 10)
+    got = run_kmeans(steps, image, mask, grid, weight, 10)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_nvcc_compiles_without_fused_multiply_add(tmp_path):
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc not found: cannot compile the CUDA source")
+    src = tmp_path / "slic.cu"
+    src.write_text(cuda_kernels.source(3))
+    ptx = tmp_path / "slic.ptx"
+    subprocess.run([nvcc, "-ptx", "-arch=sm_90", str(src), "-o", str(ptx)], check=True, capture_output=True)
+    text = ptx.read_text()
+    for name in cuda_kernels.KERNEL_NAMES:
+        assert f".entry {name}(" in text
+    assert not re.search(r"\bfma\.rn\.f32\b", text)
