@@ -1,0 +1,132 @@
+"""Native SLIC on the GPU (CuPy kernels) against the CPU twin, step by step.
+
+Skipped, with the reason, where CuPy or a CUDA device is missing. Expected
+agreement: the assignment is bit-identical given the same centres; centre
+counts and coordinates are exact and colours within one float32 ulp (float64
+atomics add in any order); the connectivity pass is the CPU one (host fast
+pass), hence identical.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from worker.native_slic import connectivity, cpu, native_slic, reference
+from worker.native_slic.driver import run_kmeans
+from worker.native_slic.grid import make_grid
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module")
+def cp():
+    """The cupy module, or a skip saying why the GPU tests cannot run."""
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed: GPU tests need cupy and a CUDA device")
+    try:
+        n_devices = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as exc:
+        pytest.skip(f"CuPy finds no usable CUDA device: {exc}")
+    if n_devices == 0:
+        pytest.skip("CuPy finds no CUDA device")
+    return cupy
+
+
+@pytest.fixture(scope="module")
+def gpu(cp):
+    from worker.native_slic import gpu as gpu_module
+    return gpu_module
+
+
+def phantom(shape, channels, seed):
+    rng = np.random.default_rng(seed)
+    smooth = ndimage.gaussian_filter(rng.random(shape + (channels,)), sigma=(2.0,) * len(shape) + (0,))
+    smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min())
+    return np.clip(smooth + 0.05 * rng.standard_normal(smooth.shape), 0, 1).astype(np.float32)
+
+
+def midway(shape, channels, spacing, n_segments, use_mask, iterations=3):
+    image = phantom(shape, channels, seed=channels)
+    mask = ndimage.gaussian_filter(np.random.default_rng(1).random(shape), 2) > 0.5 if use_mask else None
+    grid = make_grid(shape, spacing, n_segments, mask)
+    image3 = image.reshape(grid.shape + (channels,))
+    mask3 = None if mask is None else mask.reshape(grid.shape)
+    weight = np.float32((0.1 / grid.step_mm) ** 2)
+    centres = grid.initial_centres(channels)
+    labels = np.full(grid.shape, -1, dtype=np.int32)
+    for _ in range(iterations):
+        reference.assign(image3, mask3, centres, grid, weight, labels)
+        centres = reference.update_centres(image3, labels, centres)
+    return image3, mask3, grid, weight, centres, labels
+
+
+STATES = [  # shape, channels, spacing, n_segments, mask
+    ((17, 23, 11), 3, (1.0, 0.8, 2.5), 40, False),
+    ((17, 23, 11), 1, (1.0, 1.0, 1.0), 40, True),
+    ((61, 47), 2, (0.7, 1.3), 50, True),
+    ((48, 96, 80), 3, (3.0, 0.96, 0.96), 400, False),
+]
+
+
+@pytest.mark.parametrize("scramble", [False, True], ids=["midway", "scrambled"])
+@pytest.mark.parametrize("shape, channels, spacing, n_segments, use_mask", STATES)
+def test_steps_match_the_twin(cp, gpu, shape, channels, spacing, n_segments, use_mask, scramble):
+    image, mask, grid, weight, centres, labels = midway(shape, channels, spacing, n_segments, use_mask)
+    if scramble:
+        rng = np.random.default_rng(n_segments)
+        centres = centres.copy()
+        centres[:, :3] = rng.uniform(-1, np.asarray(grid.shape), size=(len(centres), 3))
+        centres[:, 3:] = rng.random((len(centres), channels))
+    d_image, d_centres = cp.asarray(image), cp.asarray(centres)
+    d_mask = None if mask is None else cp.asarray(mask)
+    expected = labels.copy()
+    expected_changed = cpu.assign(image, mask, centres, grid, weight, expected)
+    d_labels = cp.asarray(labels)
+    changed = gpu.assign(d_image, d_mask, d_centres, grid, weight, d_labels)
+    np.testing.assert_array_equal(d_labels.get(), expected)
+    assert changed == expected_changed
+    sums = gpu.centre_sums(d_image, cp.asarray(expected), len(centres)).get()
+    ref_sums = cpu.centre_sums(image, expected, len(centres))
+    np.testing.assert_array_equal(sums[:, :4], ref_sums[:, :4])
+    np.testing.assert_allclose(sums[:, 4:], ref_sums[:, 4:], rtol=1e-12)
+    np.testing.assert_array_max_ulp(gpu.update_centres(d_image, cp.asarray(expected), d_centres).get(),
+                                    cpu.update_centres(image, expected, centres), maxulp=1)
+
+
+def test_kmeans_loop_matches_the_twin(cp, gpu):
+    image, mask, grid, weight, *_ = midway((48, 96, 80), 3, (3.0, 0.96, 0.96), 400, False, iterations=0)
+    expected = run_kmeans(cpu, image, mask, grid, weight, 10)
+    got = run_kmeans(gpu, cp.asarray(image), mask, grid, weight, 10).get()
+    assert (got == expected).mean() >= 0.999  # one-ulp centre colours may flip near-ties
+
+
+def test_connectivity_fast_pass_is_the_cpu_pass(cp, gpu):
+    labels = np.random.default_rng(0).integers(-1, 4, size=(9, 12, 7)).astype(np.int32)
+    got = gpu.enforce_connectivity(cp.asarray(labels), 3)
+    assert isinstance(got, cp.ndarray)
+    np.testing.assert_array_equal(got.get(), connectivity.enforce_connectivity(labels, 3))
+
+
+@pytest.mark.parametrize("spatial", [(17, 23, 11), (61, 47)])
+def test_native_slic_on_the_gpu(cp, spatial):
+    image = phantom(spatial, 2, seed=3)
+    mask = ndimage.gaussian_filter(np.random.default_rng(2).random(spatial), 2) > 0.45
+    kwargs = dict(n_segments=40, compactness=0.1, mask=mask)
+    expected = native_slic(image, **kwargs)
+    got = native_slic(cp.asarray(image), backend="gpu", **(kwargs | {"mask": cp.asarray(mask)}))
+    assert isinstance(got, cp.ndarray) and got.dtype == cp.int32 and got.shape == spatial
+    got = got.get()
+    assert (got[~mask] == -1).all()
+    np.testing.assert_array_equal(np.unique(got[mask]), np.arange(got.max() + 1))
+    assert (got == expected).mean() >= 0.99
+
+
+def test_gpu_argument_errors(cp):
+    image = cp.zeros((8, 9, 1), dtype=cp.float32)
+    with pytest.raises(ValueError, match="expected implementation 'compiled' for backend 'gpu'"):
+        native_slic(image, n_segments=4, compactness=0.1, backend="gpu", implementation="reference")
+    with pytest.raises(TypeError, match="expected mask on the same device as image"):
+        native_slic(image, n_segments=4, compactness=0.1, backend="gpu", mask=np.ones((8, 9), bool))
+    with pytest.raises(TypeError, match="expected a numpy.ndarray image for backend 'cpu'"):
+        native_slic(image, n_segments=4, compactness=0.1, backend="cpu")
