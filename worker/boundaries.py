@@ -25,3 +25,19 @@ def face_boundary(mask: Any) -> Any:
         outside_neighbour[lower_t] |= ~mask[upper_t]
         outside_neighbour[upper_t] |= ~mask[lower_t]
     return mask & outside_neighbour
+
+
+def label_boundaries(label: Any) -> Any:
+    """Voxels with at least one face neighbour of another label: the union over all classes c of
+    ``face_boundary(label == c)``, in one pass. label: int (X, Y[, Z]); returns bool."""
+    xp = array_module(backend_of(label))
+    other_neighbour = xp.zeros(label.shape, dtype=bool)
+    for axis in range(label.ndim):
+        lower = [slice(None)] * label.ndim
+        upper = [slice(None)] * label.ndim
+        lower[axis] = slice(0, -1)
+        upper[axis] = slice(1, None)
+        differs = label[tuple(lower)] != label[tuple(upper)]
+        other_neighbour[tuple(lower)] |= differs
+        other_neighbour[tuple(upper)] |= differs
+    return other_neighbour

@@ -2,12 +2,12 @@
 
 Cost grows with the class boundaries, not with K x volume. Class c's signed distance is
 needed only in the superpixels mixed for c (its region R), and it measures the distance to
-c's boundary voxels B, which all lie in c's own bounding box. So the distance transform runs
-over the box that holds both R and c (the union of their bounding boxes), and nothing else:
-a boundary voxel outside that box cannot exist, so the minimum over the box is the minimum
-over all of B, and the result equals the naive full-volume computation voxel for voxel.
-Classes confined to a small part of the image (atlas parcels, lesions, small organs) cost
-their box, not the volume.
+c's boundary voxels B. The distance transform runs over the box that holds both R and B (the
+union of their bounding boxes, found for every class in one pass) and nothing else: no
+boundary voxel lies outside that box, so the minimum over the box is the minimum over all of
+B, and the result equals the naive full-volume computation voxel for voxel. Classes confined
+to a small part of the image (atlas parcels, lesions, small organs) cost their box, not the
+volume; the background costs the box around the body's surface, not the whole field of view.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from worker.backend import ResolvedBackend, array_module, backend_of, to_host
-from worker.boundaries import face_boundary
+from worker.boundaries import face_boundary, label_boundaries
 from worker.distances import distance_to_features
 
 
@@ -104,14 +104,16 @@ def superpixel_soft_labels(
     mixed_host = to_host(mixed)
     classes = [c for c in range(num_classes) if mixed_host[:, c].any()]
     if restrict:
+        xp = array_module(backend)
         sp_start, sp_stop = bounding_boxes(superpixels + 1, count=mixed_host.shape[0])
-        class_start, class_stop = bounding_boxes(label, count=num_classes)
+        on_boundary = xp.where(label_boundaries(label), label, num_classes)
+        bnd_start, bnd_stop = bounding_boxes(on_boundary, count=num_classes + 1)
 
     def soften_class(c: int) -> None:
         if restrict:
             rows = mixed_host[:, c]
-            lo = np.minimum(sp_start[rows].min(axis=0), class_start[c])
-            hi = np.maximum(sp_stop[rows].max(axis=0), class_stop[c])
+            lo = np.minimum(sp_start[rows].min(axis=0), bnd_start[c])
+            hi = np.maximum(sp_stop[rows].max(axis=0), bnd_stop[c])
             crop = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
         else:
             crop = tuple(slice(0, n) for n in label.shape)

@@ -125,3 +125,13 @@ def test_restricted_equals_naive_with_disconnected_superpixels() -> None:
 def test_shape_mismatch_is_rejected() -> None:
     with pytest.raises(ValueError, match="expected shape"):
         superpixel_soft_labels(np.zeros((3, 3), int), np.zeros((3, 4), int), num_classes=2)
+
+
+def test_label_boundaries_is_the_union_of_class_boundaries() -> None:
+    from worker.boundaries import label_boundaries
+
+    label = random_label((14, 11, 7), 6, seed=9)
+    union = np.zeros(label.shape, dtype=bool)
+    for c in range(6):
+        union |= face_boundary(label == c)
+    np.testing.assert_array_equal(label_boundaries(label), union)

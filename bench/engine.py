@@ -1,0 +1,173 @@
+"""Engine benchmark: per-stage wall time and peak RSS, beside the naive method, same run.
+
+Cases: the synthetic 48x240x240 3-channel 11-class phantom (the paper's MRI size), a
+synthetic 100-class phantom of the same size (atlas-like), and the MNI152 brain (4 classes).
+
+Two modes, each case in a fresh process so peak RSS is the case's own:
+
+* ``stages`` (default): one process per case runs ``worker.pipeline.soften_files`` and times
+  read, normalise, superpixels, soften and write (medians over --repeats); then, on the same
+  superpixels, times the softening step restricted vs naive (one full-volume SciPy EDT per
+  class) and checks the outputs are identical.
+* ``end-to-end``: times whole ``softlabel soften`` runs (read, superpixels, softening,
+  write), one process per run, against the naive pipeline (scikit-image SLIC plus the naive
+  softening) in its own process per run, alternating, medians over --repeats.
+
+    python bench/engine.py [--mode stages|end-to-end] [--cases syn11,syn100,mni152] [--repeats 3] [--slic skimage|native]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CASES = ("syn11", "syn100", "mni152")
+DATA_DIR = Path(__file__).resolve().parent / "out" / "data"
+
+
+def prepare(case: str) -> dict:
+    """Write the case's study as NIfTI once (cached under bench/out/data); returns its paths."""
+    folder = DATA_DIR / case
+    meta_path = folder / "case.json"
+    if meta_path.exists():
+        return json.loads(meta_path.read_text())
+    from worker.demo_data import mni152_study, synthetic_study, write_study
+
+    study = {"syn11": lambda: synthetic_study(classes=11), "syn100": lambda: synthetic_study(classes=100), "mni152": mni152_study}[case]()
+    images, label = write_study(study, folder, case)
+    meta = {"images": [str(p) for p in images], "label": str(label), "num_classes": study.num_classes,
+            "shape": list(study.label.shape), "channels": study.image.shape[-1]}  # fmt: skip
+    meta_path.write_text(json.dumps(meta))
+    return meta
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_stages(case: str, repeats: int, slic: str) -> dict:
+    """Child process body of the ``stages`` mode."""
+    from worker.config import SofteningConfig
+    from worker.nifti_io import read_study
+    from worker.pipeline import soften_files
+    from worker.superpixel_soft import superpixel_soft_labels
+
+    meta = prepare(case)
+    config = SofteningConfig(slic=slic)
+    per_stage: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):
+            result = soften_files(meta["images"], meta["label"], Path(tmp) / "soft.nii.gz", config=config,
+                                  num_classes=meta["num_classes"], backend="cpu")  # fmt: skip
+            for stage, seconds in result.timings_s.items():
+                per_stage.setdefault(stage, []).append(seconds)
+    pipeline_rss = peak_rss_mb()
+    study = read_study(meta["images"], meta["label"], num_classes=meta["num_classes"])
+    superpixels = result.superpixels
+    timings = {"restricted": [], "naive": []}
+    outputs = {}
+    for _ in range(repeats):
+        for name, restrict in (("restricted", True), ("naive", False)):
+            start = time.perf_counter()
+            outputs[name] = superpixel_soft_labels(study.label, superpixels, num_classes=meta["num_classes"], restrict=restrict)
+            timings[name].append(time.perf_counter() - start)
+    return {
+        "case": case, "shape": meta["shape"], "channels": meta["channels"], "classes": meta["num_classes"],
+        "superpixels": int(superpixels.max()) + 1, "slic": slic,
+        "stages_s": {k: statistics.median(v) for k, v in per_stage.items()},
+        "soften_restricted_s": statistics.median(timings["restricted"]),
+        "soften_naive_s": statistics.median(timings["naive"]),
+        "identical": bool(np.array_equal(outputs["restricted"], outputs["naive"])),
+        "pipeline_peak_rss_mb": pipeline_rss,
+    }  # fmt: skip
+
+
+def run_naive_pipeline(case: str, out: str) -> None:
+    """The naive method end to end: read, scikit-image SLIC, full-volume EDT per class, write."""
+    from worker.nifti_io import read_study, write_soft_labels
+    from worker.normalize import normalize_channels
+    from worker.superpixel_soft import superpixel_soft_labels
+    from worker.superpixels import compute_superpixels
+    from worker.config import SofteningConfig
+
+    meta = prepare(case)
+    config = SofteningConfig(slic="skimage")
+    study = read_study(meta["images"], meta["label"], num_classes=meta["num_classes"])
+    superpixels = compute_superpixels(normalize_channels(study.image), n_segments=config.n_segments,
+                                      compactness=config.compactness, spacing=study.spacing_mm, slic="skimage")  # fmt: skip
+    soft = superpixel_soft_labels(study.label, superpixels, num_classes=meta["num_classes"], restrict=False)
+    write_soft_labels(out, soft, affine=study.affine)
+
+
+def timed_process(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS MB) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.read().decode()[-2000:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def run_end_to_end(case: str, repeats: int, slic: str) -> dict:
+    meta = prepare(case)
+    softlabel = str(Path(sys.executable).with_name("softlabel"))
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = [softlabel, "soften", "--label", meta["label"], "--classes", str(meta["num_classes"]),
+                "--out", f"{tmp}/ours.nii.gz", "--slic", slic, "--backend", "cpu"]  # fmt: skip
+        for image in meta["images"]:
+            ours += ["--image", image]
+        naive = [sys.executable, __file__, "--naive-run", case, "--out", f"{tmp}/naive.nii.gz"]
+        runs: dict[str, list[tuple[float, float]]] = {"ours": [], "naive": []}
+        for _ in range(repeats):
+            runs["ours"].append(timed_process(ours))
+            runs["naive"].append(timed_process(naive))
+    summary = {"case": case, "classes": meta["num_classes"], "slic": slic}
+    for name, values in runs.items():
+        summary[f"{name}_s"] = statistics.median(v[0] for v in values)
+        summary[f"{name}_runs_s"] = [round(v[0], 2) for v in values]
+        summary[f"{name}_peak_rss_mb"] = max(v[1] for v in values)
+    summary["speedup"] = summary["naive_s"] / summary["ours_s"]
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=("stages", "end-to-end"), default="stages")
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--slic", choices=("skimage", "native"), default="skimage")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--naive-run", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.naive_run:
+        run_naive_pipeline(args.naive_run, args.out)
+        return
+    if args.child:
+        print(json.dumps(run_stages(args.child, args.repeats, args.slic)))
+        return
+    for case in args.cases.split(","):
+        prepare(case)
+        if args.mode == "stages":
+            cmd = [sys.executable, __file__, "--child", case, "--repeats", str(args.repeats), "--slic", args.slic]
+            result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+            result["soften_speedup"] = result["soften_naive_s"] / result["soften_restricted_s"]
+        else:
+            result = run_end_to_end(case, args.repeats, args.slic)
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
