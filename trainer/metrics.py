@@ -95,6 +95,20 @@ def mask_scores(pred: np.ndarray, truth: np.ndarray, spacing_mm: Sequence[float]
     }
 
 
+def dice_scores(pred: np.ndarray, truth: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """Dice per class of two label maps of any shape; NaN where a class is empty in both.
+
+    A cheap score for validation during training (no surface distances).
+    """
+    out = np.full(len(classes), math.nan)
+    for i, c in enumerate(classes):
+        p, g = pred == c, truth == c
+        total = int(p.sum()) + int(g.sum())
+        if total:
+            out[i] = 2.0 * int(np.count_nonzero(p & g)) / total
+    return out
+
+
 def segmentation_metrics(
     pred: np.ndarray,
     truth: np.ndarray,

@@ -1,0 +1,125 @@
+"""Training end to end on tiny data from a fake service: outputs, resume, evaluation, CLI."""
+
+import json
+
+import httpx
+import numpy as np
+import pytest
+from trainer_fakes import API, tiny_dataset
+from typer.testing import CliRunner
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("monai")
+
+from trainer.cli import app  # noqa: E402
+from trainer.config import TrainConfig  # noqa: E402
+from trainer.run import load_training_data, train_and_evaluate  # noqa: E402
+from trainer.train import train  # noqa: E402
+
+TINY = {"channels": (4, 8), "num_res_units": 0, "batch_size": 2, "steps_per_epoch": 2, "lr": 1e-2}
+
+
+@pytest.fixture
+def service(tmp_path, monkeypatch):
+    """The fake service behind every httpx.Client the trainer creates."""
+    fake, truth_dir = tiny_dataset(tmp_path / "data")
+    real_client = httpx.Client
+    monkeypatch.setattr(httpx, "Client", lambda **kw: real_client(**{**kw, "transport": httpx.MockTransport(fake)}))
+    return fake, truth_dir
+
+
+def _cfg(tmp_path, truth_dir, **kw):
+    fields = {"api": API, "dataset": "d1", "labelset": "sp", "model": "unet2d", "cache_dir": tmp_path / "cache",
+              "truth_dir": truth_dir, "epochs": 2, **TINY, **kw}
+    return TrainConfig(**fields)
+
+
+def test_config_rejects_conflicts():
+    with pytest.raises(ValueError, match="at most one of ce and wce"):
+        TrainConfig(dataset="d", labelset="l", loss="ce+wce")
+    with pytest.raises(ValueError, match="patch_size: expected 2 sizes"):
+        TrainConfig(dataset="d", labelset="l", model="unet2d", patch_size=(8, 8, 8))
+    with pytest.raises(ValueError, match="extra"):
+        TrainConfig(dataset="d", labelset="l", learning_rate=1.0)
+
+
+def test_train_writes_run_folder_and_evaluates(tmp_path, service):
+    _, truth_dir = service
+    cfg = _cfg(tmp_path, truth_dir, loss="kl+wce+dice")
+    data = load_training_data(cfg)
+    assert data.num_classes == 3 and data.ignore_classes == [] and data.class_names[2] == "core"
+    assert [len(data.splits[k]) for k in ("train", "val", "test")] == [3, 1, 2]
+    run = tmp_path / "run"
+    result = train_and_evaluate(cfg, run, data=data, progress=False)
+    for name in ("config.json", "splits.json", "history.json", "curves.png", "checkpoints/last.pt", "checkpoints/best.pt",
+                 "eval/metrics.json", "eval/per_class.csv", "eval/metrics.md", "eval/overlays.png",
+                 "eval/predictions/" + data.splits["test"][0] + ".nii.gz"):
+        assert (run / name).exists(), name
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["config"]["loss"] == "kl+wce+dice" and saved["code_version"]
+    assert json.loads((run / "splits.json").read_text()) == data.splits
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and set(history[0]["train"]) == {"wce", "dice", "kl", "total"}
+    assert result["truth"] == "clean truth" and set(result["cases"]) == set(data.splits["test"])
+    assert set(result["mean"]) == {"dice", "vs", "hd95", "asd", "assd"}
+
+
+def test_resume_continues_exactly(tmp_path, service):
+    _, truth_dir = service
+    data = load_training_data(_cfg(tmp_path, truth_dir))
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(_cfg(tmp_path, truth_dir, epochs=2), data, straight, progress=False)
+    train(_cfg(tmp_path, truth_dir, epochs=1), data, split, progress=False)
+    train(_cfg(tmp_path, truth_dir, epochs=2), data, split, resume=True, progress=False)
+    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(split / "checkpoints" / "last.pt", weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert [h["train"] for h in a["history"]] == [h["train"] for h in b["history"]]
+
+
+def test_cli_train_then_evaluate_offline(tmp_path, service):
+    _, truth_dir = service
+    run = tmp_path / "cli-run"
+    args = ["train", "--api", API, "--dataset", "d1", "--labelset", "sp", "--model", "unet2d", "--loss", "ce+dice",
+            "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--cache-dir", str(tmp_path / "cache"),
+            "--truth-dir", str(truth_dir), "--out", str(run)]
+    config = tmp_path / "fields.toml"
+    config.write_text('channels = [4, 8]\nnum_res_units = 0\n')
+    res = CliRunner().invoke(app, [*args, "--config", str(config)])
+    assert res.exit_code == 0, res.output
+    assert "| **mean** |" in res.output
+    res = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(run / "checkpoints" / "best.pt"), "--offline"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["truth"] == "clean truth"
+    assert (run / "eval-test" / "metrics.json").exists()
+    res = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(run / "checkpoints" / "best.pt"), "--offline", "--split", "all"])
+    assert res.exit_code == 0 and len(json.loads((run / "eval-all" / "metrics.json").read_text())["cases"]) == 6
+
+
+def test_cli_train_reports_bad_input(tmp_path, service):
+    res = CliRunner().invoke(app, ["train", "--api", API, "--dataset", "d1", "--labelset", "nope", "--model", "unet2d",
+                                   "--cache-dir", str(tmp_path / "c")])
+    assert res.exit_code == 2 and "HTTP status: expected 200, got 404" in res.output
+    res = CliRunner().invoke(app, ["train", "--dataset", "d1", "--labelset", "sp", "--loss", "ce+kl+ce"])
+    assert res.exit_code == 2 and "expected each term once" in res.output
+
+
+def test_kl_needs_finished_soft_labels(tmp_path, service):
+    fake, truth_dir = service
+    manifest = next(iter(fake.manifests.values()))
+    manifest["studies"][0]["status"], manifest["studies"][0]["soft"] = "running", None
+    with pytest.raises(ValueError, match="expected every study finished"):
+        load_training_data(_cfg(tmp_path, truth_dir, loss="kl+ce"))
+    assert load_training_data(_cfg(tmp_path, truth_dir, loss="ce")).cases["case00"].soft is None
+
+
+def test_3d_patches_and_sliding_window(tmp_path, monkeypatch):
+    fake, truth_dir = tiny_dataset(tmp_path / "data", shape=(12, 14, 10), n=4)
+    real_client = httpx.Client
+    monkeypatch.setattr(httpx, "Client", lambda **kw: real_client(**{**kw, "transport": httpx.MockTransport(fake)}))
+    cfg = _cfg(tmp_path, truth_dir, model="unet3d", patch_size=(8, 8, 8), epochs=1, loss="kl+ce+dice")
+    data = load_training_data(cfg)
+    result = train_and_evaluate(cfg, tmp_path / "run3d", data=data, progress=False)
+    pred = np.asarray(__import__("nibabel").load(tmp_path / "run3d" / "eval" / "predictions" / f"{data.splits['test'][0]}.nii.gz").dataobj)
+    assert pred.shape == (12, 14, 10)
+    assert result["cases"][data.splits["test"][0]]["spacing_mm"] == [1.5, 1.0, 2.0]
