@@ -56,3 +56,101 @@ def make_benchmark_command(
     cases = dataset["softlabel_benchmark"]["cases"].values()
     disagreement = sum(c["disagreement_in_brain"] for c in cases) / len(cases)
     typer.echo(f"wrote {len(cases)} cases to {out} (annotation differs from clean truth in {disagreement:.1%} of brain voxels)")
+
+
+TokenOption = Annotated[Optional[str], typer.Option("--token", envvar="SOFTLABEL_TOKEN", help="Service bearer token (read scope).")]
+
+
+def _read_mapping(path: Path) -> dict:
+    """A TOML (``.toml``) or JSON file of config fields."""
+    import tomllib
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file: expected a config file, got no such file") from None
+    return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+
+
+@app.command("train")
+def train_command(
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset id on the service.")],
+    labelset: Annotated[str, typer.Option("--labelset", help="Labelset name (its manifest gives images, labels, soft labels).")],
+    api: Annotated[Optional[str], typer.Option("--api", help="Service root URL.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="unet2d or unet3d.")] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help="Terms joined by '+': ce|wce, dice, kl, e.g. kl+wce+dice.")] = None,
+    alpha: Annotated[Optional[float], typer.Option("--alpha", help="Weight of the Dice term.")] = None,
+    beta: Annotated[Optional[float], typer.Option("--beta", help="Weight of the KL term.")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs")] = None,
+    steps_per_epoch: Annotated[Optional[int], typer.Option("--steps-per-epoch")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    patch_size: Annotated[Optional[str], typer.Option("--patch-size", help="Voxels, comma-separated, e.g. 96,96,96.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed")] = None,
+    truth_dir: Annotated[Optional[Path], typer.Option("--truth-dir", help="Clean truth <case>.nii.gz for evaluation.")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir")] = None,
+    offline: Annotated[bool, typer.Option("--offline", help="Use only the local cache.")] = False,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML/JSON of any TrainConfig fields; options override it.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/run"),
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/checkpoints/last.pt.")] = False,
+    token: TokenOption = None,
+) -> None:
+    """Train a U-Net on a labelset pulled from the service, then evaluate it on the test split."""
+    from trainer.config import TrainConfig
+    from trainer.run import load_training_data, train_and_evaluate
+
+    options = {
+        "dataset": dataset, "labelset": labelset, "api": api, "model": model, "loss": loss, "alpha": alpha, "beta": beta,
+        "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size, "lr": lr, "seed": seed,
+        "truth_dir": truth_dir, "cache_dir": cache_dir, "offline": offline or None, "device": device,
+        "patch_size": tuple(int(p) for p in patch_size.split(",")) if patch_size else None,
+    }
+    try:
+        fields = _read_mapping(config) if config else {}
+        cfg = TrainConfig(**{**fields, **{k: v for k, v in options.items() if v is not None}})
+        data = load_training_data(cfg, token=token)
+        result = train_and_evaluate(cfg, out, data=data, resume=resume)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise _fail(exc) from None
+    typer.echo((out / "eval" / "metrics.md").read_text())
+    typer.echo(f"run folder: {out}; mean Dice {result['mean']['dice']}")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="checkpoints/best.pt or last.pt of a run.")],
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset id; default: the one trained on.")] = None,
+    labelset: Annotated[Optional[str], typer.Option("--labelset", help="Labelset; default: the one trained on.")] = None,
+    api: Annotated[Optional[str], typer.Option("--api")] = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="test, val, train or all (default: test, or all on another dataset).")] = None,
+    truth_dir: Annotated[Optional[Path], typer.Option("--truth-dir")] = None,
+    offline: Annotated[bool, typer.Option("--offline")] = False,
+    device: Annotated[Optional[str], typer.Option("--device")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder; default: <run>/eval-<split>.")] = None,
+    token: TokenOption = None,
+) -> None:
+    """Score a checkpoint (SPEC section 3 metrics): JSON, per-class CSV, markdown table, overlays."""
+    from trainer.run import evaluate_checkpoint
+
+    try:
+        result = evaluate_checkpoint(checkpoint, out_dir=out, split=split, token=token, dataset=dataset, labelset=labelset,
+                                     api=api, truth_dir=truth_dir, offline=offline or None, device=device)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    typer.echo(json.dumps({"truth": result["truth"], "mean": result["mean"]}, indent=2))
+
+
+@app.command("experiment")
+def experiment_command(
+    config: Annotated[Path, typer.Option("--config", help="Experiment file (TOML or JSON); see docs/experiments.md.")],
+    token: TokenOption = None,
+) -> None:
+    """Methods x losses x seeds on one dataset; prints the paper's Table 1 layout and paired tests."""
+    from trainer.experiment import load_config, run_experiment
+
+    try:
+        result = run_experiment(load_config(config), token=token)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    typer.echo(result["markdown"])
