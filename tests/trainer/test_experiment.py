@@ -1,0 +1,112 @@
+"""The experiment runner: config checks, Table 1 aggregation, paired tests, a tiny real run."""
+
+import json
+
+import httpx
+import pytest
+from trainer_fakes import API, tiny_dataset
+from typer.testing import CliRunner
+
+from trainer.experiment import ExperimentConfig, MethodSpec, compare_to_baseline, load_config, render_markdown, table_rows
+
+METHODS = [
+    {"name": "baseline", "labelset": "hard", "method": "hard", "losses": ["ce+dice"]},
+    {"name": "superpixel", "labelset": "sp", "losses": ["kl+ce+dice"]},
+]
+
+
+def _cfg(tmp_path, **kw):
+    fields = {"name": "t", "out_dir": tmp_path / "exp", "seeds": [0, 1], "methods": METHODS, "train": {"dataset": "d1"}, **kw}
+    return ExperimentConfig(**fields)
+
+
+def _run(case_values: dict[str, float], dice: float) -> dict:
+    """A run's metrics.json reduced to what the aggregation reads."""
+    cases = {c: {"mean": {"dice": dice, "vs": 1.0, "hd95": v, "asd": v, "assd": v}} for c, v in case_values.items()}
+    mean = {"dice": dice, "vs": 1.0, **{m: sum(case_values.values()) / len(case_values) for m in ("hd95", "asd", "assd")}}
+    return {"cases": cases, "mean": mean}
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"baseline": "gaussian"}, "baseline: expected one of the method names"),
+        ({"train": {"dataset": "d1", "loss": "ce"}}, r"train.loss: expected it to come from methods/seeds"),
+        ({"methods": [METHODS[0], METHODS[0]]}, "expected unique names"),
+        ({"seeds": []}, "at least 1 item"),
+    ],
+)
+def test_config_errors(tmp_path, kw, match):
+    with pytest.raises(ValueError, match=match):
+        _cfg(tmp_path, **kw)
+
+
+def test_loss_specs_are_normalised():
+    assert MethodSpec(name="m", labelset="l", losses=["Dice+KL+wce"]).losses == ["dice+kl+wce"]
+
+
+def test_table_mean_sd_and_paired_test(tmp_path):
+    cfg = _cfg(tmp_path)
+    cases = [f"c{i}" for i in range(8)]
+    base = {str(s): _run({c: 3.0 + 0.1 * i + 0.05 * s for i, c in enumerate(cases)}, 0.80 + 0.02 * s) for s in (0, 1)}
+    soft = {str(s): _run({c: 2.5 + 0.1 * i + 0.05 * s for i, c in enumerate(cases)}, 0.82 + 0.02 * s) for s in (0, 1)}
+    results = {"baseline": {"ce+dice": base}, "superpixel": {"kl+ce+dice": soft}}
+    rows = table_rows(cfg, results)
+    assert rows[0]["dice"]["mean"] == pytest.approx(0.81) and rows[0]["dice"]["sd"] == pytest.approx(0.02 / 2**0.5)
+    comparisons = compare_to_baseline(cfg, results)
+    assert [(c["metric"], c["baseline_loss"]) for c in comparisons] == [("hd95", "ce+dice"), ("assd", "ce+dice")]
+    hd = comparisons[0]
+    assert hd["cases"] == 8 and hd["mean_difference"] == pytest.approx(-0.5) and hd["method_better"] == 8
+    assert hd["p_value"] == pytest.approx(2 / 2**8)  # exact two-sided Wilcoxon, all 8 differences negative
+    text = render_markdown(cfg, {"table": rows, "comparisons": comparisons})
+    assert "| baseline | CE+Dice | 81.00 ± 1.41 |" in text
+    assert "| superpixel | KL+CE+Dice |" in text and "| superpixel | KL+CE+Dice | CE+Dice | HD95 | 8 | -0.5000 | 8 / 0 | 0.00781 |" in text
+
+
+def test_missing_case_values_are_counted(tmp_path):
+    cfg = _cfg(tmp_path, seeds=[0])
+    base = {"0": _run({"a": 1.0, "b": 2.0, "c": 3.0}, 0.8)}
+    soft = {"0": _run({"a": 1.0, "b": 1.0, "c": 1.0}, 0.8)}
+    soft["0"]["cases"]["c"]["mean"]["hd95"] = None
+    cmp = compare_to_baseline(cfg, {"baseline": {"ce+dice": base}, "superpixel": {"kl+ce+dice": soft}})
+    assert cmp[0]["cases"] == 2 and cmp[0]["left_out"] == 1 and cmp[0]["p_value"] is None  # one non-zero pair only
+
+
+def test_load_config_toml(tmp_path):
+    path = tmp_path / "e.toml"
+    path.write_text(
+        'name = "small"\nout_dir = "exp"\nseeds = [0]\n[train]\ndataset = "d1"\nmodel = "unet2d"\n'
+        '[[methods]]\nname = "baseline"\nlabelset = "hard"\nmethod = "hard"\nlosses = ["ce"]\n'
+    )
+    cfg = load_config(path)
+    assert cfg.run_config(cfg.methods[0], "ce", 0).model == "unet2d"
+    with pytest.raises(ValueError, match="no such file"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_tiny_experiment_end_to_end(tmp_path, monkeypatch):
+    pytest.importorskip("monai")
+    from trainer.cli import app
+
+    fake, truth_dir = tiny_dataset(tmp_path / "data", labelset="sp", n=6)
+    hard_url = "/v1/datasets/d1/labelsets/hard/manifest"
+    fake.manifests[hard_url] = {**fake.manifests["/v1/datasets/d1/labelsets/sp/manifest"], "labelset": {"name": "hard"}}
+    real_client = httpx.Client
+    monkeypatch.setattr(httpx, "Client", lambda **kw: real_client(**{**kw, "transport": httpx.MockTransport(fake)}))
+    config = {
+        "name": "tiny", "out_dir": str(tmp_path / "exp"), "seeds": [0, 1], "methods": METHODS, "create_labelsets": False,
+        "train": {"api": API, "dataset": "d1", "model": "unet2d", "truth_dir": str(truth_dir), "cache_dir": str(tmp_path / "cache"),
+                  "epochs": 1, "steps_per_epoch": 1, "batch_size": 2, "channels": [4, 8], "num_res_units": 0},
+    }
+    path = tmp_path / "exp.json"
+    path.write_text(json.dumps(config))
+    res = CliRunner().invoke(app, ["experiment", "--config", str(path)])
+    assert res.exit_code == 0, res.output
+    assert "| Method | Losses | Dice (%) ↑ |" in res.output and "Paired Wilcoxon" in res.output
+    summary = json.loads((tmp_path / "exp" / "results.json").read_text())
+    assert [(r["method"], r["loss"], r["seeds"]) for r in summary["table"]] == [("baseline", "ce+dice", 2), ("superpixel", "kl+ce+dice", 2)]
+    assert (tmp_path / "exp" / "superpixel" / "kl+ce+dice" / "seed1" / "eval" / "metrics.json").exists()
+    # A second invocation reuses every finished run.
+    before = len(fake.requests)
+    assert CliRunner().invoke(app, ["experiment", "--config", str(path)]).exit_code == 0
+    assert len(fake.requests) == before

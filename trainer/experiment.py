@@ -1,0 +1,213 @@
+"""``softlabel experiment``: methods x losses x seeds on one dataset, in the paper's Table 1 layout.
+
+Every run trains on one labelset of the service and is scored on the shared test split
+(``split_seed``) against the clean truth. Runs whose ``eval/metrics.json`` exists are not
+repeated, so an interrupted experiment picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from trainer.config import TrainConfig
+from trainer.losses import parse_spec
+from trainer.metrics import METRICS
+
+HEADERS = {"dice": "Dice (%) ↑", "vs": "VS (%) ↑", "hd95": "HD95 (mm) ↓", "asd": "ASD (mm) ↓", "assd": "ASSD (mm) ↓"}
+TESTED = ("hd95", "assd")  # metrics of the paired test against the baseline
+
+
+class MethodSpec(BaseModel):
+    """One row group of the table: a labelset of the service and the losses trained on it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str  # shown in the table, e.g. "baseline", "gaussian", "superpixel"
+    labelset: str  # labelset name on the service
+    method: str = "superpixel"  # softening method, used when the labelset has to be created
+    params: dict[str, Any] = Field(default_factory=dict)  # its parameters (e.g. sigma, n_segments)
+    losses: list[str]
+
+    @model_validator(mode="after")
+    def _losses(self) -> "MethodSpec":
+        self.losses = ["+".join(parse_spec(loss)) for loss in self.losses]
+        return self
+
+
+class ExperimentConfig(BaseModel):
+    """An experiment file (TOML or JSON). ``train`` holds the :class:`TrainConfig` fields
+    shared by every run (``api``, ``dataset``, ``truth_dir``, ``model``, ``epochs``...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    out_dir: Path
+    seeds: list[int] = Field(min_length=1)
+    baseline: str = "baseline"  # the method every other method is compared with
+    methods: list[MethodSpec] = Field(min_length=1)
+    train: dict[str, Any]
+    create_labelsets: bool = True  # create missing labelsets on the service and wait for them
+    wait_timeout_s: float = 3600.0  # longest wait for the service to finish a labelset
+
+    @model_validator(mode="after")
+    def _check(self) -> "ExperimentConfig":
+        names = [m.name for m in self.methods]
+        if len(set(names)) != len(names):
+            raise ValueError(f"methods: expected unique names, got {names}")
+        if self.baseline not in names:
+            raise ValueError(f"baseline: expected one of the method names {names}, got {self.baseline!r}")
+        for key in ("labelset", "loss", "seed"):
+            if key in self.train:
+                raise ValueError(f"train.{key}: expected it to come from methods/seeds, got it in [train]")
+        return self
+
+    def run_config(self, method: MethodSpec, loss: str, seed: int) -> TrainConfig:
+        return TrainConfig(**self.train, labelset=method.labelset, loss=loss, seed=seed)
+
+
+def load_config(path: Path) -> ExperimentConfig:
+    """Read an experiment file; ``.toml`` or ``.json``. Relative paths stay relative to the cwd."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file: expected an experiment config, got no such file") from None
+    data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    return ExperimentConfig(**data)
+
+
+def run_dir(cfg: ExperimentConfig, method: MethodSpec, loss: str, seed: int) -> Path:
+    return cfg.out_dir / method.name / loss / f"seed{seed}"
+
+
+def run_experiment(cfg: ExperimentConfig, *, token: str | None = None, progress: bool = True, log=print) -> dict:
+    """Train and evaluate every (method, loss, seed); write ``results.json`` and ``table.md``."""
+    from trainer.run import load_training_data, train_and_evaluate
+
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.out_dir / "experiment.json").write_text(cfg.model_dump_json(indent=2))
+    results: dict[str, dict[str, dict[str, dict]]] = {}
+    for method in cfg.methods:
+        need_soft = any("kl" in loss for loss in method.losses)
+        data = None
+        for loss in method.losses:
+            for seed in cfg.seeds:
+                folder = run_dir(cfg, method, loss, seed)
+                done = folder / "eval" / "metrics.json"
+                if not done.exists():
+                    run_cfg = cfg.run_config(method, loss, seed)
+                    data = data or load_training_data(run_cfg, token=token, need_soft=need_soft)
+                    log(f"[{method.name} {loss} seed {seed}] training into {folder}")
+                    t0 = time.perf_counter()
+                    train_and_evaluate(run_cfg, folder, resume=True, progress=progress, data=data)
+                    log(f"[{method.name} {loss} seed {seed}] done in {time.perf_counter() - t0:.0f} s")
+                results.setdefault(method.name, {}).setdefault(loss, {})[str(seed)] = json.loads(done.read_text())
+    summary = {"table": table_rows(cfg, results), "comparisons": compare_to_baseline(cfg, results)}
+    (cfg.out_dir / "results.json").write_text(json.dumps(summary, indent=2))
+    text = render_markdown(cfg, summary)
+    (cfg.out_dir / "table.md").write_text(text)
+    return {**summary, "markdown": text}
+
+
+def table_rows(cfg: ExperimentConfig, results: dict) -> list[dict]:
+    """One row per (method, loss): mean and SD over seeds of each run's mean metric."""
+    rows = []
+    for method in cfg.methods:
+        for loss in method.losses:
+            runs = results[method.name][loss]
+            row = {"method": method.name, "loss": loss, "seeds": len(runs)}
+            for m in METRICS:
+                values = np.array([np.nan if r["mean"][m] is None else r["mean"][m] for r in runs.values()], float)
+                finite = values[np.isfinite(values)]
+                row[m] = {"mean": float(finite.mean()) if finite.size else None,
+                          "sd": float(finite.std(ddof=1)) if finite.size > 1 else None, "n": int(finite.size)}
+            rows.append(row)
+    return rows
+
+
+def _case_means(runs: dict, metric: str) -> dict[str, float]:
+    """Per test case: its class-mean ``metric`` averaged over seeds (cases with no value left out)."""
+    per_case: dict[str, list[float]] = {}
+    for run in runs.values():
+        for case, scores in run["cases"].items():
+            if scores["mean"][metric] is not None:
+                per_case.setdefault(case, []).append(scores["mean"][metric])
+    return {case: float(np.mean(v)) for case, v in per_case.items()}
+
+
+def compare_to_baseline(cfg: ExperimentConfig, results: dict) -> list[dict]:
+    """Wilcoxon signed-rank tests, paired by test case, of each method against the baseline.
+
+    A loss ``kl+X`` is paired with the baseline's loss ``X`` (and ``X`` with ``X``). Each
+    case's value is its class-mean metric averaged over seeds, so the pairs are the
+    independent test cases; cases without a value in either arm are counted and left out.
+    """
+    from scipy.stats import wilcoxon
+
+    base = results[cfg.baseline]
+    out = []
+    for method in cfg.methods:
+        if method.name == cfg.baseline:
+            continue
+        for loss in method.losses:
+            base_loss = "+".join(t for t in parse_spec(loss) if t != "kl")
+            if base_loss not in base:
+                continue
+            for metric in TESTED:
+                a, b = _case_means(results[method.name][loss], metric), _case_means(base[base_loss], metric)
+                cases = sorted(set(a) & set(b))
+                diff = np.array([a[c] - b[c] for c in cases])
+                entry = {"method": method.name, "loss": loss, "baseline_loss": base_loss, "metric": metric,
+                         "cases": len(cases), "left_out": len(set(a) ^ set(b)),
+                         "mean_difference": float(diff.mean()) if diff.size else None,
+                         "method_better": int((diff < 0).sum()), "baseline_better": int((diff > 0).sum())}
+                nonzero = diff[diff != 0]
+                entry["p_value"] = float(wilcoxon(diff).pvalue) if nonzero.size >= 2 else None
+                out.append(entry)
+    return out
+
+
+def _loss_label(loss: str) -> str:
+    names = {"ce": "CE", "wce": "WCE", "dice": "Dice", "kl": "KL"}
+    order = ("kl", "ce", "wce", "dice")
+    terms = parse_spec(loss)
+    return "+".join(names[t] for t in order if t in terms)
+
+
+def _cell(entry: dict, metric: str) -> str:
+    if entry["mean"] is None:
+        return "NaN"
+    scale, digits = (100.0, 2) if metric in ("dice", "vs") else (1.0, 4)
+    text = f"{scale * entry['mean']:.{digits}f}"
+    return text + (f" ± {scale * entry['sd']:.{digits}f}" if entry["sd"] is not None else "")
+
+
+def render_markdown(cfg: ExperimentConfig, summary: dict) -> str:
+    """The paper's Table 1 layout with mean ± SD over seeds, then the paired tests."""
+    lines = [f"**{cfg.name}**: mean ± SD over {len(cfg.seeds)} seeds (SD with ddof=1); "
+             "each run's value is the mean over classes of the per-class means over test cases.", "",
+             "| Method | Losses | " + " | ".join(HEADERS[m] for m in METRICS) + " |",
+             "|---|---|" + "---|" * len(METRICS)]
+    previous = None
+    for row in summary["table"]:
+        name = row["method"] if row["method"] != previous else ""
+        previous = row["method"]
+        lines.append(f"| {name} | {_loss_label(row['loss'])} | " + " | ".join(_cell(row[m], m) for m in METRICS) + " |")
+    if summary["comparisons"]:
+        lines += ["", f"Paired Wilcoxon signed-rank tests against {cfg.baseline}, by test case (each case's class-mean "
+                  "metric averaged over seeds); a negative difference means the method has the smaller distance.", "",
+                  "| Method | Losses | vs | metric | cases | mean difference (mm) | method better / worse | p |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for c in summary["comparisons"]:
+            diff = "NaN" if c["mean_difference"] is None else f"{c['mean_difference']:+.4f}"
+            p = "n/a" if c["p_value"] is None else f"{c['p_value']:.3g}"
+            lines.append(f"| {c['method']} | {_loss_label(c['loss'])} | {_loss_label(c['baseline_loss'])} | {c['metric'].upper()} "
+                         f"| {c['cases']} | {diff} | {c['method_better']} / {c['baseline_better']} | {p} |")
+    return "\n".join(lines) + "\n"
