@@ -1,6 +1,6 @@
 """Euclidean distance transforms on the chosen backend.
 
-CPU: ``scipy.ndimage.distance_transform_edt`` (releases the GIL, so classes run in threads).
+CPU: ``worker.edt_cpu.distance_transform_edt`` (Numba, multi-threaded; SciPy's numbers).
 GPU: cuCIM's ``distance_transform_edt`` (float32), falling back to
 ``cupyx.scipy.ndimage.distance_transform_edt`` when cuCIM is not installed.
 """
@@ -23,6 +23,12 @@ def _scipy_edt(features_absent: Any, sampling: Sequence[float] | None) -> Any:
     return ndimage.distance_transform_edt(features_absent, sampling=sampling)
 
 
+def _cpu_edt(features_absent: Any, sampling: Sequence[float] | None) -> Any:
+    from worker.edt_cpu import distance_transform_edt
+
+    return distance_transform_edt(features_absent, sampling)
+
+
 @functools.cache
 def _gpu_edt_impl() -> tuple[str, Callable[..., Any]]:
     try:
@@ -43,7 +49,14 @@ def distance_to_features(backend: ResolvedBackend) -> DistanceFn:
 
     ``sampling`` is the voxel spacing per axis (mm) or None for voxel units.
     """
-    return _gpu_edt if backend == "gpu" else _scipy_edt
+    return _gpu_edt if backend == "gpu" else _cpu_edt
+
+
+def reference_distance_to_features(backend: ResolvedBackend) -> DistanceFn:
+    """The naive method's transform: SciPy's on the CPU, CuPy's own on the GPU."""
+    if backend == "gpu":
+        return importlib.import_module("cupyx.scipy.ndimage").distance_transform_edt
+    return _scipy_edt
 
 
 def gpu_edt_name() -> str:

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from worker.backend import ResolvedBackend, array_module, backend_of, to_host
+from worker.backend import array_module, backend_of, to_host
 from worker.boundaries import face_boundary, label_boundaries
-from worker.distances import distance_to_features
+from worker.distances import DistanceFn, distance_to_features, reference_distance_to_features
 
 
 def distance_to_probability(signed_distance: Any) -> Any:
@@ -88,8 +88,8 @@ def superpixel_soft_labels(
 
     label: int (X, Y[, Z]) with values in [0, num_classes). superpixels: int (X, Y[, Z]) with
     labels 0..M-1, or -1 for voxels outside every superpixel. spacing: per-axis voxel size in mm
-    for distances in mm, or None for voxel units. restrict=False computes every class over the
-    full volume (the naive method, kept as the reference the restricted one must equal).
+    for distances in mm, or None for voxel units. restrict=False is the naive method, kept as
+    the reference: one full-volume SciPy (CPU) or CuPy (GPU) transform per class.
     threads: CPU threads over classes (SciPy's distance transform releases the GIL).
     Returns float32 (X, Y[, Z], K) on the input's device: q_c inside superpixels mixed for c, the
     one-hot label elsewhere; K channels, not renormalised.
@@ -99,6 +99,7 @@ def superpixel_soft_labels(
     if spacing is not None and len(spacing) != label.ndim:
         raise ValueError(f"spacing: expected {label.ndim} values, got {len(spacing)}")
     backend = backend_of(label)
+    distance = distance_to_features(backend) if restrict else reference_distance_to_features(backend)
     soft = one_hot(label, num_classes=num_classes)
     mixed = mixed_superpixels(label, superpixels, num_classes=num_classes)
     mixed_host = to_host(mixed)
@@ -117,7 +118,7 @@ def superpixel_soft_labels(
             crop = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
         else:
             crop = tuple(slice(0, n) for n in label.shape)
-        _soften_class_in_crop(soft, label, superpixels, mixed[:, c], c, crop, spacing, backend)
+        _soften_class_in_crop(soft, label, superpixels, mixed[:, c], c, crop, spacing, distance)
 
     if backend == "cpu" and len(classes) > 1:
         with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -136,20 +137,20 @@ def _soften_class_in_crop(
     c: int,
     crop: tuple[slice, ...],
     spacing: Sequence[float] | None,
-    backend: ResolvedBackend,
+    distance: DistanceFn,
 ) -> None:
     """Write q_c over the voxels of ``crop`` that lie in superpixels mixed for c.
 
     The boundary is computed on the crop grown by one voxel (clipped to the image), so voxels
     on the crop's edge see their real neighbours; the image edge is still not a boundary.
     """
-    xp = array_module(backend)
+    xp = array_module(backend_of(label))
     padded = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(crop, label.shape))
     inner = tuple(slice(s.start - p.start, s.stop - p.start) for s, p in zip(crop, padded))
     inside_padded = label[padded] == c
     inside = inside_padded[inner]
     boundary = face_boundary(inside_padded)[inner]
-    dist = distance_to_features(backend)(~boundary, spacing)
+    dist = distance(~boundary, spacing)
     region = mixed_c[superpixels[crop].astype(xp.int64) + 1]
     signed = xp.where(inside[region], dist[region], -dist[region])
     soft[crop + (c,)][region] = distance_to_probability(signed).astype(xp.float32)
