@@ -1,0 +1,122 @@
+"""Speed of native SLIC against scikit-image's, same process, same arrays.
+
+Cases (``worker.demo_data``, normalised per channel as in the pipeline, no mask):
+
+* ``small``: synthetic 24x96x96, 3 channels, 11 classes (the only case where the NumPy
+  reference twin is timed: it is slow by design);
+* ``syn11``: synthetic 48x240x240, 3 channels, 11 classes, 3.0 x 0.96 x 0.96 mm;
+* ``mni152``: the MNI152 brain, 197x233x189, 1 channel, 1 mm.
+
+Each timing is the median of ``--repeats`` runs after one warm-up run (scikit-image:
+``--sk-repeats``). ``--backend gpu`` also times the CuPy kernels (the device is
+synchronised before each clock read; the image is already on the device).
+
+First-run cost is measured in fresh processes (``python -c``): ``import`` plus the first
+call on a 16^3 image, once with an empty Numba cache (``NUMBA_CACHE_DIR`` pointed at a new
+temporary folder: every kernel compiles) and once with that cache filled (a user's every
+later process).
+
+    python bench/slic_speed.py [--cases small,syn11,mni152] [--repeats 5] [--sk-repeats 3] [--backend cpu|gpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from worker.demo_data import mni152_study, synthetic_study
+from worker.native_slic import native_slic
+from worker.normalize import normalize_channels
+
+N_SEGMENTS, COMPACTNESS = 2000, 0.1
+CASES = {
+    "small": lambda: synthetic_study(shape=(24, 96, 96), classes=11),
+    "syn11": lambda: synthetic_study(classes=11),
+    "mni152": mni152_study,
+}
+FIRST_CALL = """
+import time
+start = time.perf_counter()
+import numpy as np
+from worker.native_slic import native_slic
+imported = time.perf_counter()
+native_slic(np.random.default_rng(0).random((16, 16, 16, 2), dtype=np.float32), n_segments=20, compactness=0.1)
+done = time.perf_counter()
+print(imported - start, done - imported)
+"""
+
+
+def median_time(run, repeats: int, sync=lambda: None) -> float:
+    run()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def first_run_cost() -> dict:
+    """Seconds for import and first call in a fresh process: empty, then filled Numba cache."""
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for state in ("cold_cache", "warm_cache"):
+            result = subprocess.run([sys.executable, "-c", FIRST_CALL], env=env, check=True,
+                                    capture_output=True, text=True)
+            import_s, call_s = (float(v) for v in result.stdout.split())
+            out[state] = {"import_s": import_s, "first_call_s": call_s}
+    return out
+
+
+def time_case(name: str, repeats: int, sk_repeats: int, backend: str) -> dict:
+    from skimage.segmentation import slic
+
+    study = CASES[name]()
+    spacing = tuple(float(s) for s in np.abs(np.diag(study.affine))[:3])
+    image = normalize_channels(study.image)
+    kw = dict(n_segments=N_SEGMENTS, compactness=COMPACTNESS, spacing=spacing)
+    row = {"case": name, "shape": list(image.shape), "n_segments": N_SEGMENTS, "compactness": COMPACTNESS}
+    row["skimage_s"] = median_time(lambda: slic(image, channel_axis=-1, convert2lab=False, start_label=0,
+                                                spacing=np.asarray(spacing), **{k: kw[k] for k in ("n_segments", "compactness")}),
+                                   sk_repeats)
+    row["native_cpu_s"] = median_time(lambda: native_slic(image, **kw), repeats)
+    if name == "small":
+        row["reference_cpu_s"] = median_time(lambda: native_slic(image, implementation="reference", **kw), 1)
+    if backend == "gpu":
+        import cupy
+
+        device_image = cupy.asarray(image)
+        sync = cupy.cuda.Device().synchronize
+        row["native_gpu_s"] = median_time(lambda: native_slic(device_image, backend="gpu", **kw), repeats, sync)
+    row["speedup_cpu"] = row["skimage_s"] / row["native_cpu_s"]
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", default="small,syn11,mni152")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sk-repeats", type=int, default=3)
+    parser.add_argument("--backend", choices=("cpu", "gpu"), default="cpu")
+    args = parser.parse_args()
+    import numba
+
+    print(json.dumps({"cpu_threads": numba.get_num_threads(), "cpu_count": os.cpu_count(),
+                      "first_run": first_run_cost()}), flush=True)
+    for name in args.cases.split(","):
+        print(json.dumps(time_case(name, args.repeats, args.sk_repeats, args.backend)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
