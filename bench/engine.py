@@ -94,7 +94,7 @@ def run_stages(case: str, repeats: int, slic: str) -> dict:
 
 def run_naive_pipeline(case: str, out: str) -> None:
     """The naive method end to end: read, scikit-image SLIC, full-volume EDT per class, write."""
-    from worker.nifti_io import read_study, write_soft_labels
+    from worker.nifti_io import quantize_soft_labels, read_study, write_soft_labels
     from worker.normalize import normalize_channels
     from worker.superpixel_soft import superpixel_soft_labels
     from worker.superpixels import compute_superpixels
@@ -106,7 +106,7 @@ def run_naive_pipeline(case: str, out: str) -> None:
     superpixels = compute_superpixels(normalize_channels(study.image), n_segments=config.n_segments,
                                       compactness=config.compactness, spacing=study.spacing_mm, slic="skimage")  # fmt: skip
     soft = superpixel_soft_labels(study.label, superpixels, num_classes=meta["num_classes"], restrict=False)
-    write_soft_labels(out, soft, affine=study.affine)
+    write_soft_labels(out, quantize_soft_labels(soft, config.dtype), affine=study.affine)
 
 
 def timed_process(cmd: list[str]) -> tuple[float, float]:

@@ -63,3 +63,11 @@ def backend_of(array: Any) -> ResolvedBackend:
 def to_host(array: Any) -> Any:
     """A NumPy copy of a CuPy array; NumPy arrays are returned as they are."""
     return array.get() if backend_of(array) == "gpu" else array
+
+
+def release_device_memory(backend: ResolvedBackend) -> None:
+    """Return CuPy's pooled device and pinned memory, so a long-running worker does not grow."""
+    if backend == "gpu":
+        cupy = importlib.import_module("cupy")
+        cupy.get_default_memory_pool().free_all_blocks()
+        cupy.get_default_pinned_memory_pool().free_all_blocks()

@@ -11,12 +11,14 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 
 from worker import validation
 from worker.atomic import atomic_path
+from worker.backend import array_module, backend_of
 from worker.errors import InputError
 
 SOFT_UINT8_SLOPE = 1.0 / 255.0  # scl_slope of uint8 soft labels: q = stored / 255
@@ -125,22 +127,30 @@ def _as_3d(array: np.ndarray, spatial_ndim: int) -> np.ndarray:
     return array if spatial_ndim == 3 else np.expand_dims(array, 2)
 
 
-def write_soft_labels(path: str | Path, soft: np.ndarray, *, affine: np.ndarray, dtype: str = "uint8") -> None:
-    """Write soft labels (X, Y[, Z], K) as a 4D NIfTI (X, Y, Z, K), atomically.
+def quantize_soft_labels(soft: Any, dtype: str) -> Any:
+    """Soft labels in their stored dtype, on their own device (NumPy or CuPy).
 
-    uint8 stores ``round(255 q)`` with ``scl_slope = 1/255`` (readers get q within 1/510);
+    uint8 stores ``round(255 q)`` (read back through ``scl_slope = 1/255``, within 1/510);
     float32 stores q as it is.
     """
-    spatial_ndim = soft.ndim - 1
+    xp = array_module(backend_of(soft))
     if dtype == "uint8":
-        data = np.rint(np.clip(soft, 0, 1) * 255).astype(np.uint8)
-    elif dtype == "float32":
-        data = soft.astype(np.float32, copy=False)
-    else:
-        raise ValueError(f"dtype: expected 'uint8' or 'float32', got {dtype!r}")
-    img = nib.Nifti1Image(_as_3d(data, spatial_ndim), affine)
-    img.header.set_data_dtype(data.dtype)
-    if dtype == "uint8":
+        return xp.rint(xp.clip(soft, 0, 1) * 255).astype(xp.uint8)
+    if dtype == "float32":
+        return soft.astype(xp.float32, copy=False)
+    raise ValueError(f"dtype: expected 'uint8' or 'float32', got {dtype!r}")
+
+
+def write_soft_labels(path: str | Path, stored: np.ndarray, *, affine: np.ndarray) -> None:
+    """Write quantised soft labels (X, Y[, Z], K) as a 4D NIfTI (X, Y, Z, K), atomically.
+
+    stored: the output of :func:`quantize_soft_labels` on the host; uint8 gets scl_slope 1/255.
+    """
+    if stored.dtype not in (np.uint8, np.float32):
+        raise ValueError(f"stored: expected uint8 or float32 soft labels, got {stored.dtype}")
+    img = nib.Nifti1Image(_as_3d(stored, stored.ndim - 1), affine)
+    img.header.set_data_dtype(stored.dtype)
+    if stored.dtype == np.uint8:
         img.header.set_slope_inter(SOFT_UINT8_SLOPE, 0.0)
     img.header.set_intent("vector", (), name="soft labels")
     with atomic_path(path) as tmp:

@@ -148,7 +148,8 @@ def soften_files(
         _stages=stages,
     )
     with stages.stage("write"):
-        nifti_io.write_soft_labels(out_path, to_host(result.soft), affine=study.affine, dtype=config.dtype)
+        stored = to_host(nifti_io.quantize_soft_labels(result.soft, config.dtype))  # the one copy out
+        nifti_io.write_soft_labels(out_path, stored, affine=study.affine)
         if superpixels_out is not None and result.superpixels is not None:
             nifti_io.write_label_map(superpixels_out, to_host(result.superpixels), affine=study.affine)
     result.timings_s = stages.timings_s

@@ -1,0 +1,36 @@
+"""Backend dispatch on the CPU: auto, cpu and gpu resolve as documented, with reasons."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from worker.backend import backend_of, gpu_unavailable_reason, resolve_backend, to_host
+from worker.config import SofteningConfig
+from worker.pipeline import soften_arrays
+
+
+def test_cpu_is_always_cpu() -> None:
+    assert resolve_backend("cpu") == "cpu"
+
+
+def test_auto_picks_the_gpu_only_when_cupy_sees_one() -> None:
+    assert resolve_backend("auto") == ("gpu" if gpu_unavailable_reason() is None else "cpu")
+
+
+@pytest.mark.skipif(gpu_unavailable_reason() is None, reason="a GPU is present: 'gpu' resolves")
+def test_gpu_without_device_says_why() -> None:
+    with pytest.raises(ValueError, match="expected a usable GPU for 'gpu', got none: "):
+        resolve_backend("gpu")
+
+
+def test_unknown_backend_is_rejected() -> None:
+    with pytest.raises(ValueError, match="expected 'auto', 'cpu' or 'gpu', got 'tpu'"):
+        resolve_backend("tpu")
+
+
+def test_result_records_the_backend_that_ran() -> None:
+    label = np.zeros((6, 5), dtype=np.uint8)
+    label[2:4, 1:3] = 1
+    result = soften_arrays(None, label, config=SofteningConfig(method="hard"), num_classes=2, spacing_mm=(1, 1), backend="cpu")
+    assert result.backend == "cpu" and backend_of(result.soft) == "cpu" and to_host(result.soft) is result.soft
