@@ -1,16 +1,15 @@
 """Local cache of the service's files, keyed by sha256; the trainer's only way to get data.
 
-Everything comes over HTTP from the service (``GET {api}/v1/datasets/{id}/labelsets/{name}/manifest``
-and the relative file URLs the manifest lists). Files are stored under
+Everything comes over HTTP through the service's client (``service.client``): the labelset
+manifest and the relative file URLs it lists. Files are stored under
 ``<root>/blobs/<sha[:2]>/<sha>.nii[.gz]`` once their sha256 is verified; an interrupted
-download stays in ``<root>/partial/<sha>.part`` and resumes with an HTTP Range request.
+download stays beside them as ``<sha>.part`` and resumes with an HTTP Range request.
 Manifests are kept under ``<root>/manifests/<dataset>/<labelset>.json``, so that training
 runs offline once everything is cached.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -18,9 +17,9 @@ from pathlib import Path
 
 import httpx
 
+from service.client import ApiError, ChecksumError, SoftlabelClient
 from trainer.datasets import CaseFiles
 
-CHUNK_BYTES = 1 << 20  # read size when hashing
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -32,10 +31,12 @@ class DataCache:
     root : cache folder.
     api : service root URL, e.g. ``http://127.0.0.1:8000``.
     offline : never touch the network; a missing file or manifest is an error.
-    token : bearer token with the ``read`` scope, when the service requires one.
-    client : an ``httpx.Client`` to use (tests pass one with a mock transport).
+    token : bearer token with the ``read`` scope.
+    client : a ``SoftlabelClient`` to use instead of one built from ``api`` and ``token``.
     retries : attempts per file; each attempt resumes where the last one stopped.
-    timeout_s : HTTP timeout per request.
+
+    Errors are ``ValueError`` naming the URL or file (HTTP errors and checksum mismatches
+    included), so that the CLI reports them in one way.
     """
 
     def __init__(
@@ -45,15 +46,13 @@ class DataCache:
         api: str,
         offline: bool = False,
         token: str | None = None,
-        client: httpx.Client | None = None,
+        client: SoftlabelClient | None = None,
         retries: int = 3,
-        timeout_s: float = 60.0,
     ) -> None:
         self.root = Path(root)
         self.offline = offline
         self.retries = retries
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.client = client or httpx.Client(base_url=api, headers=headers, timeout=timeout_s, follow_redirects=True)
+        self.client = client or SoftlabelClient(api, token=token)
 
     def _blob(self, sha256: str) -> Path | None:
         for suffix in (".nii.gz", ".nii"):
@@ -66,17 +65,15 @@ class DataCache:
         """The labelset manifest from the service, or its cached copy when offline or unreachable."""
         path = self.root / "manifests" / dataset_id / f"{labelset}.json"
         if not self.offline:
-            url = f"/v1/datasets/{dataset_id}/labelsets/{labelset}/manifest"
             try:
-                response = self.client.get(url)
+                data = self.client.manifest(dataset_id, labelset)
+            except ApiError as exc:
+                raise ValueError(str(exc)) from None
             except httpx.TransportError as exc:
                 if not path.exists():
-                    raise ValueError(f"{url}: service: expected a reachable service, got {type(exc).__name__}: {exc}") from None
+                    raise ValueError(f"{self.client.http.base_url}: service: expected a reachable service, got {exc}") from None
                 warnings.warn(f"service unreachable ({exc}); using the cached manifest {path}", stacklevel=2)
             else:
-                if response.status_code != 200:
-                    raise ValueError(f"{url}: HTTP status: expected 200, got {response.status_code}: {response.text[:200]}")
-                data = response.json()
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(data, indent=2))
@@ -89,7 +86,8 @@ class DataCache:
     def fetch(self, url: str, sha256: str) -> Path:
         """Local path of the file at ``url`` whose content has digest ``sha256`` (hex).
 
-        Downloads it unless cached, resuming a partial download, and verifies the digest.
+        Downloads it unless cached (resuming a partial download, retrying a dropped
+        connection) and verifies the digest; the suffix follows the content (gzip or not).
         """
         sha256 = sha256.lower()
         cached = self._blob(sha256)
@@ -97,48 +95,21 @@ class DataCache:
             return cached
         if self.offline:
             raise ValueError(f"{url}: cache: expected a cached file with sha256 {sha256} (offline), got none")
-        part = self.root / "partial" / f"{sha256}.part"
-        part.parent.mkdir(parents=True, exist_ok=True)
+        raw = self.root / "blobs" / sha256[:2] / sha256
         for attempt in range(self.retries):
             try:
-                self._download(url, part)
+                self.client.download(url, raw, sha256=sha256)
                 break
+            except (ApiError, ChecksumError) as exc:
+                raise ValueError(f"{url}: {exc}") from None
             except httpx.TransportError as exc:
                 if attempt + 1 == self.retries:
-                    raise ValueError(f"{url}: download: expected the file after {self.retries} attempts, got {type(exc).__name__}: {exc}") from None
-        digest = hashlib.sha256()
-        with open(part, "rb") as fh:
-            for chunk in iter(lambda: fh.read(CHUNK_BYTES), b""):
-                digest.update(chunk)
-            fh.seek(0)
+                    raise ValueError(f"{url}: download: expected the file after {self.retries} attempts, got {exc}") from None
+        with open(raw, "rb") as fh:
             magic = fh.read(2)
-        if digest.hexdigest() != sha256:
-            part.unlink()
-            raise ValueError(f"{url}: sha256: expected {sha256}, got {digest.hexdigest()}")
-        dest = self.root / "blobs" / sha256[:2] / f"{sha256}{'.nii.gz' if magic == GZIP_MAGIC else '.nii'}"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(part, dest)
+        dest = raw.with_name(f"{sha256}{'.nii.gz' if magic == GZIP_MAGIC else '.nii'}")
+        os.replace(raw, dest)
         return dest
-
-    def _download(self, url: str, part: Path) -> None:
-        """Append the rest of ``url`` to ``part``: a Range request when ``part`` has bytes."""
-        offset = part.stat().st_size if part.exists() else 0
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        with self.client.stream("GET", url, headers=headers) as response:
-            if response.status_code == 416:  # nothing left to send: the part is complete
-                return
-            if response.status_code == 206:
-                start = response.headers.get("content-range", "").removeprefix("bytes ").split("-")[0]
-                mode = "ab" if start == str(offset) else None
-            elif response.status_code == 200:
-                mode = "wb"  # the server ignored the range: start again
-            else:
-                raise ValueError(f"{url}: HTTP status: expected 200 or 206, got {response.status_code}")
-            if mode is None:
-                raise ValueError(f"{url}: Content-Range: expected to start at byte {offset}, got {response.headers.get('content-range')!r}")
-            with open(part, mode) as fh:
-                for chunk in response.iter_bytes():  # as received, so an interruption loses nothing
-                    fh.write(chunk)
 
 
 def study_is_2d(study: dict) -> bool:

@@ -9,6 +9,7 @@ import httpx
 import nibabel as nib
 import numpy as np
 
+from service.client import SoftlabelClient
 from trainer.data_cache import DataCache
 
 API = "http://service.test"
@@ -64,7 +65,9 @@ class FakeService:
         return httpx.Client(base_url=API, transport=httpx.MockTransport(self), **kwargs)
 
     def cache(self, root, **kwargs) -> DataCache:
-        return DataCache(root, api=API, client=self.client(), **kwargs)
+        client = SoftlabelClient(API)
+        client.http = self.client()
+        return DataCache(root, api=API, client=client, **kwargs)
 
 
 def _nifti_bytes(data: np.ndarray, affine: np.ndarray, *, slope: float | None = None) -> bytes:
