@@ -134,8 +134,11 @@ def quantize_soft_labels(soft: Any, dtype: str) -> Any:
     float32 stores q as it is.
     """
     xp = array_module(backend_of(soft))
-    if dtype == "uint8":
-        return xp.rint(xp.clip(soft, 0, 1) * 255).astype(xp.uint8)
+    if dtype == "uint8":  # channel by channel: temporaries stay one channel large
+        stored = xp.empty(soft.shape, dtype=xp.uint8)
+        for c in range(soft.shape[-1]):
+            stored[..., c] = xp.rint(xp.clip(soft[..., c], 0, 1) * 255)
+        return stored
     if dtype == "float32":
         return soft.astype(xp.float32, copy=False)
     raise ValueError(f"dtype: expected 'uint8' or 'float32', got {dtype!r}")
