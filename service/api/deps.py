@@ -1,0 +1,117 @@
+"""FastAPI dependencies as ``Annotated`` aliases: settings, storage, Redis, the queue, auth.
+
+Nothing is created at import time: each factory is cached on its settings value.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import redis
+from fastapi import Depends
+from fastapi import Path as PathParam
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from rq import Queue
+
+from service import queue as jobs
+from service import tokens
+from service.datasets import Dataset, get_dataset
+from service.errors import ApiError
+from service.layout import ID_PATTERN
+from service.settings import Settings, get_settings
+from service.storage import LocalStorage, Storage
+from service.tokens import Scope, TokenRecord
+
+REDIS_CONNECT_TIMEOUT_S = 5  # seconds to open a connection (readiness fails fast)
+REDIS_SOCKET_TIMEOUT_S = 30  # seconds one Redis command may take
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+@functools.cache
+def _local_storage(root: Path) -> LocalStorage:
+    return LocalStorage(root)
+
+
+@functools.cache
+def redis_for(url: str) -> redis.Redis:
+    """One connection pool per Redis URL for the whole process."""
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S, socket_timeout=REDIS_SOCKET_TIMEOUT_S, health_check_interval=30
+    )
+
+
+def get_storage(settings: SettingsDep) -> Storage:
+    return _local_storage(settings.data_dir)
+
+
+def get_redis(settings: SettingsDep) -> redis.Redis:
+    return redis_for(settings.redis_url)
+
+
+StorageDep = Annotated[Storage, Depends(get_storage)]
+RedisDep = Annotated[redis.Redis, Depends(get_redis)]
+
+
+def get_job_queue(connection: RedisDep, settings: SettingsDep) -> Queue:
+    return jobs.get_queue(connection, settings)
+
+
+QueueDep = Annotated[Queue, Depends(get_job_queue)]
+
+bearer = HTTPBearer(auto_error=False, description="an API token: `Authorization: Bearer <token>`")
+
+
+def _unauthorized(detail: str) -> ApiError:
+    return ApiError(401, f"authorization: {detail}", field="authorization", headers={"WWW-Authenticate": "Bearer"})
+
+
+def current_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)], settings: SettingsDep, connection: RedisDep
+) -> TokenRecord:
+    """The caller's token: 401 when missing, unknown or revoked."""
+    if credentials is None:
+        raise _unauthorized("expected 'Bearer <token>', got no bearer token")
+    admin = settings.admin_token.get_secret_value() if settings.admin_token else None
+    record = tokens.env_admin(admin, credentials.credentials) or tokens.lookup(connection, credentials.credentials)
+    if record is None:
+        raise _unauthorized("expected a valid API token, got an unknown one")
+    if record.revoked_at:
+        raise _unauthorized(f"expected a valid API token, got one revoked at {record.revoked_at}")
+    return record
+
+
+CurrentToken = Annotated[TokenRecord, Depends(current_token)]
+
+
+def require(scope: Scope) -> Callable[[TokenRecord], TokenRecord]:
+    """A dependency that lets through tokens whose scopes include ``scope`` (403 otherwise)."""
+
+    def check(token: CurrentToken) -> TokenRecord:
+        if not token.allows(scope):
+            raise ApiError(
+                403, f"authorization: expected a token with the '{scope}' scope, got scopes {token.scopes}",
+                field="authorization", expected=scope, got=",".join(token.scopes),
+            )  # fmt: skip
+        return token
+
+    return check
+
+
+ReadScope = Depends(require("read"))
+WriteScope = Depends(require("write"))
+AdminScope = Depends(require("admin"))
+
+DatasetId = Annotated[str, PathParam(pattern=ID_PATTERN, description="dataset id")]
+CaseId = Annotated[str, PathParam(pattern=ID_PATTERN, description="case id")]
+LabelsetName = Annotated[str, PathParam(pattern=ID_PATTERN, description="labelset name")]
+
+
+def dataset_dep(dataset_id: DatasetId, storage: StorageDep) -> Dataset:
+    return get_dataset(storage, dataset_id)
+
+
+DatasetDep = Annotated[Dataset, Depends(dataset_dep)]

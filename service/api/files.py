@@ -1,0 +1,22 @@
+"""File downloads with HTTP Range support (Starlette's FileResponse answers 206 for ranges)."""
+
+from __future__ import annotations
+
+from fastapi.responses import FileResponse
+
+from service.errors import ApiError
+from service.storage import Storage
+
+NIFTI_MEDIA_TYPE = "application/gzip"  # .nii.gz
+
+# OpenAPI description of a download route's 200 response.
+FILE_RESPONSE = {200: {"description": "the file (HTTP Range supported)", "content": {NIFTI_MEDIA_TYPE: {}}}}
+PNG_RESPONSE = {200: {"description": "the preview picture", "content": {"image/png": {}}}}
+
+
+def file_response(storage: Storage, key: str, *, what: str, media_type: str = NIFTI_MEDIA_TYPE) -> FileResponse:
+    """Serve the file at ``key``; 404 naming ``what`` when it is not there (yet)."""
+    path = storage.local_path(key)
+    if not path.is_file():
+        raise ApiError(404, f"{what} not found", field=what)
+    return FileResponse(path, media_type=media_type, filename=path.name)

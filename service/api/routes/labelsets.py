@@ -1,0 +1,162 @@
+"""``/v1/datasets/{id}/labelsets``: create (queues jobs), progress, manifest, result downloads."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import FileResponse
+from pydantic import ValidationError
+
+from service import labelsets as ls
+from service import layout
+from service.api.deps import (
+    CaseId,
+    DatasetDep,
+    LabelsetName,
+    QueueDep,
+    ReadScope,
+    RedisDep,
+    SettingsDep,
+    StorageDep,
+    WriteScope,
+)
+from service.api.files import FILE_RESPONSE, PNG_RESPONSE, file_response
+from service.datasets import case_ids
+from service.errors import ApiError, conflict
+from service.locks import dataset_lock
+from service.queue import error_message
+from service.schemas import (
+    LabelsetCreate,
+    LabelsetPublic,
+    LabelsetsPublic,
+    LabelsetStudiesPublic,
+    LabelsetStudyPublic,
+    ManifestPublic,
+)
+from service.storage import Storage
+from service.studies import MAX_PAGE_SIZE, get_study, page_of_cases
+
+router = APIRouter(prefix="/datasets/{dataset_id}/labelsets", tags=["labelsets"])
+
+
+@router.post("", response_model=LabelsetPublic, status_code=202, dependencies=[WriteScope])
+def create_labelset(
+    dataset: DatasetDep, body: LabelsetCreate, storage: StorageDep, queue: QueueDep, settings: SettingsDep
+) -> LabelsetPublic:
+    """Queue one job per study (202). Re-posting the same configuration queues only what is neither
+    finished nor running; results of a labelset with the same parameters are reused."""
+    try:
+        config = body.config()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = "params." + ".".join(str(p) for p in first["loc"])
+        raise ApiError(422, f"{field}: {first['msg']}", field=field) from None
+    except ValueError as exc:
+        raise ApiError(422, str(exc), field="params") from None
+    with dataset_lock(queue.connection, dataset.id):
+        existing = storage.read_json(layout.labelset_meta(dataset.id, body.name))
+        if existing is None:
+            labelset = ls.new_labelset(dataset, body.name, config)
+            ls.save_labelset(storage, labelset)
+        else:
+            labelset = ls.Labelset.from_json(existing)
+            if labelset.config.output_key() != config.output_key():
+                raise conflict(
+                    f"labelset {body.name!r} exists with other parameters {labelset.config.output_params()}; "
+                    "choose another name or delete it", field="name",
+                )  # fmt: skip
+        ids, reused = ls.queue_studies(storage, queue, settings, dataset, labelset, case_ids(storage, dataset.id))
+    return ls.to_public(storage, queue.connection, labelset, enqueued=len(ids), reused=reused)
+
+
+@router.get("", response_model=LabelsetsPublic, dependencies=[ReadScope])
+def list_labelsets(dataset: DatasetDep, storage: StorageDep, connection: RedisDep) -> LabelsetsPublic:
+    data = [ls.to_public(storage, connection, labelset) for labelset in ls.list_labelsets(storage, dataset.id)]
+    return LabelsetsPublic(data=data, count=len(data))
+
+
+@router.get("/{name}", response_model=LabelsetPublic, dependencies=[ReadScope])
+def get_labelset(dataset: DatasetDep, name: LabelsetName, storage: StorageDep, connection: RedisDep) -> LabelsetPublic:
+    """The configuration and how many studies are queued, running, finished or failed."""
+    return ls.to_public(storage, connection, ls.get_labelset(storage, dataset.id, name))
+
+
+@router.delete("/{name}", status_code=204, dependencies=[WriteScope])
+def delete_labelset(dataset: DatasetDep, name: LabelsetName, storage: StorageDep, connection: RedisDep) -> Response:
+    """Cancel the labelset's jobs and delete its results."""
+    with dataset_lock(connection, dataset.id):
+        ls.get_labelset(storage, dataset.id, name)
+        ls.cancel_jobs(connection, dataset.id, [name], case_ids(storage, dataset.id))
+        storage.delete(layout.labelset_meta(dataset.id, name))
+        storage.delete(layout.labelset_dir(dataset.id, name))
+    return Response(status_code=204)
+
+
+@router.get("/{name}/studies", response_model=LabelsetStudiesPublic, dependencies=[ReadScope])
+def list_labelset_studies(
+    dataset: DatasetDep,
+    name: LabelsetName,
+    storage: StorageDep,
+    connection: RedisDep,
+    page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
+    page_token: Annotated[str | None, Query(description="next_page_token of the previous page")] = None,
+) -> LabelsetStudiesPublic:
+    """Each study's state in this labelset, with its job id and error."""
+    labelset = ls.get_labelset(storage, dataset.id, name)
+    cases, next_token = page_of_cases(case_ids(storage, dataset.id), page_size=page_size, page_token=page_token)
+    states = ls.study_states(storage, connection, labelset, cases)
+    data = [
+        LabelsetStudyPublic(
+            case_id=s.case_id, status=s.status, job_id=s.job_id,
+            error=error_message(s.job) if s.job is not None and s.status == "failed" else None,
+        )  # fmt: skip
+        for s in states
+    ]
+    return LabelsetStudiesPublic(data=data, next_page_token=next_token)
+
+
+@router.get("/{name}/manifest", response_model=ManifestPublic, dependencies=[ReadScope])
+def get_manifest(dataset: DatasetDep, name: LabelsetName, storage: StorageDep, connection: RedisDep) -> ManifestPublic:
+    """What a trainer reads: download URLs and sha256 of every study's images, label and soft label."""
+    return ls.manifest(storage, connection, dataset, ls.get_labelset(storage, dataset.id, name))
+
+
+def _output(storage: Storage, dataset_id: str, name: str, case_id: str) -> None:
+    ls.get_labelset(storage, dataset_id, name)
+    get_study(storage, dataset_id, case_id)
+
+
+@router.get("/{name}/studies/{case_id}/soft", response_class=FileResponse, responses=FILE_RESPONSE, dependencies=[ReadScope])
+def download_soft(dataset: DatasetDep, name: LabelsetName, case_id: CaseId, storage: StorageDep) -> FileResponse:
+    """Soft labels, a 4D NIfTI (X, Y, Z, K); uint8 with scl_slope 1/255 unless dtype float32."""
+    _output(storage, dataset.id, name, case_id)
+    return file_response(storage, layout.soft(dataset.id, name, case_id), what="soft labels")
+
+
+@router.get(
+    "/{name}/studies/{case_id}/superpixels", response_class=FileResponse, responses=FILE_RESPONSE, dependencies=[ReadScope]
+)
+def download_superpixels(dataset: DatasetDep, name: LabelsetName, case_id: CaseId, storage: StorageDep) -> FileResponse:
+    """The SLIC superpixel map (int32, X, Y, Z); superpixel method only."""
+    _output(storage, dataset.id, name, case_id)
+    return file_response(storage, layout.superpixels(dataset.id, name, case_id), what="superpixels")
+
+
+@router.get(
+    "/{name}/studies/{case_id}/preview.png", response_class=FileResponse, responses=PNG_RESPONSE, dependencies=[ReadScope]
+)
+def download_preview(dataset: DatasetDep, name: LabelsetName, case_id: CaseId, storage: StorageDep) -> FileResponse:
+    """Image, superpixel boundaries, hard label and one class's soft label, side by side."""
+    _output(storage, dataset.id, name, case_id)
+    return file_response(storage, layout.preview(dataset.id, name, case_id), what="preview", media_type="image/png")
+
+
+@router.get("/{name}/studies/{case_id}/provenance", dependencies=[ReadScope])
+def get_provenance(dataset: DatasetDep, name: LabelsetName, case_id: CaseId, storage: StorageDep) -> dict:
+    """How the result was made: parameters, engine version, input sha256s, stage timings, backend."""
+    _output(storage, dataset.id, name, case_id)
+    record = storage.read_json(layout.provenance(dataset.id, name, case_id))
+    if record is None:
+        raise ApiError(404, "provenance not found (the study is not finished)", field="provenance")
+    return record

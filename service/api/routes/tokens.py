@@ -1,0 +1,38 @@
+"""``/v1/tokens`` (admin): mint, list and revoke API tokens."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter
+from fastapi import Path as PathParam
+
+from service import tokens
+from service.api.deps import AdminScope, RedisDep
+from service.errors import not_found
+from service.schemas import TokenCreate, TokenCreated, TokenPublic, TokensPublic
+
+router = APIRouter(prefix="/tokens", tags=["tokens"], dependencies=[AdminScope])
+
+
+@router.post("", response_model=TokenCreated, status_code=201)
+def create_token(body: TokenCreate, connection: RedisDep) -> TokenCreated:
+    """A new token; the response holds its secret, which is not stored and not shown again."""
+    secret, record = tokens.mint(connection, name=body.name, scopes=list(body.scopes))
+    return TokenCreated(**asdict(record), token=secret)
+
+
+@router.get("", response_model=TokensPublic)
+def list_tokens(connection: RedisDep) -> TokensPublic:
+    data = [TokenPublic(**asdict(record)) for record in tokens.list_tokens(connection)]
+    return TokensPublic(data=data, count=len(data))
+
+
+@router.delete("/{token_id}", response_model=TokenPublic)
+def revoke_token(token_id: Annotated[str, PathParam(pattern=r"^[0-9a-f]{16}$")], connection: RedisDep) -> TokenPublic:
+    """Revoke a token: requests with it get 401 from now on."""
+    record = tokens.revoke(connection, token_id)
+    if record is None:
+        raise not_found("token", token_id)
+    return TokenPublic(**asdict(record))

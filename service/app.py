@@ -1,0 +1,52 @@
+"""The application factory: ``uvicorn --factory service.app:create_app``.
+
+Extend it in one place: add a middleware or a route (e.g. ``/metrics``) after ``create_app``
+builds the app, or inside it beside the body size limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.api.main import api_router
+from service.api.routes import health
+from service.errors import install_error_handlers
+from service.limits import BodySizeLimit
+from service.settings import Settings, get_settings
+from worker import __version__
+
+IMPORT_PATH = "/v1/datasets/import"  # the one route whose body limit is max_import_bytes
+
+DESCRIPTION = """Superpixel-guided soft labels for medical image segmentation.
+
+Upload studies (NIfTI, one file per channel plus a label map), define labelsets (a softening
+method and its parameters), and download soft labels computed by RQ workers. Every endpoint
+except `/healthz` needs `Authorization: Bearer <token>` with the `read`, `write` or `admin` scope.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; ``settings`` replaces the environment's (tests, embedded stacks)."""
+
+    def current() -> Settings:
+        return settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        current().data_dir.mkdir(parents=True, exist_ok=True)
+        yield
+
+    app = FastAPI(title="softlabel", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    if settings is not None:
+        app.dependency_overrides[get_settings] = current
+    install_error_handlers(app)
+    app.add_middleware(
+        BodySizeLimit,
+        limit_for=lambda path: current().max_import_bytes if path == IMPORT_PATH else current().max_upload_bytes,
+    )
+    app.include_router(health.router)
+    app.include_router(api_router)
+    return app

@@ -1,0 +1,95 @@
+"""Errors as JSON: every 4xx/5xx body has a one-line ``detail`` naming the field or file.
+
+Body shape (``ErrorPublic`` in the OpenAPI schema)::
+
+    {"detail": "t2.nii.gz: shape: expected (24, 28, 20) like t1.nii.gz, got (24, 28, 21)",
+     "field": "shape", "file": "t2.nii.gz", "expected": "...", "got": "..."}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from worker.errors import InputError
+
+VOXEL_COUNT_FIELD = "voxel count"  # InputError field of the header bomb guard: 413, not 422
+
+
+class ApiError(StarletteHTTPException):
+    """An HTTP error with a JSON body; raise it from routes, dependencies and service modules.
+
+    It is a Starlette ``HTTPException`` so FastAPI passes it through body parsing unchanged.
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        detail: str,
+        *,
+        field: str | None = None,
+        file: str | None = None,
+        expected: str | None = None,
+        got: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status_code, detail, headers)
+        self.body: dict[str, Any] = {"detail": detail, "field": field, "file": file, "expected": expected, "got": got}
+
+    @classmethod
+    def from_input_error(cls, exc: InputError) -> "ApiError":
+        """422 for bad content, 413 when a header claims too many voxels."""
+        info = exc.to_dict()
+        status = 413 if exc.field == VOXEL_COUNT_FIELD else 422
+        return cls(status, str(exc), field=exc.field, file=info["file"], expected=exc.expected, got=exc.got)
+
+
+def not_found(what: str, name: str) -> ApiError:
+    return ApiError(404, f"{what} {name!r} not found", field=what)
+
+
+def conflict(detail: str, *, field: str) -> ApiError:
+    return ApiError(409, detail, field=field)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "request"
+
+
+async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    return JSONResponse(exc.body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _input_error(_: Request, exc: InputError) -> JSONResponse:
+    return await _api_error(_, ApiError.from_input_error(exc))
+
+
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [{"field": _location(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    body = {"detail": detail, "field": errors[0]["field"] if errors else None, "errors": errors}
+    return JSONResponse(body, status_code=422)
+
+
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _redis_down(_: Request, exc: redis.RedisError) -> JSONResponse:
+    return JSONResponse({"detail": f"the job queue (Redis) is unreachable: {exc}"}, status_code=503)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the JSON error handlers on an app."""
+    app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(InputError, _input_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(redis.ConnectionError, _redis_down)  # type: ignore[arg-type]
+    app.add_exception_handler(redis.TimeoutError, _redis_down)  # type: ignore[arg-type]

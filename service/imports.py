@@ -1,0 +1,129 @@
+"""Import an nnU-Net raw dataset uploaded as a zip: extract safely, validate every case, then
+move the whole dataset folder into place in one rename (all or nothing).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+import zipfile
+from pathlib import Path, PurePosixPath
+
+import nibabel as nib
+from pydantic import ValidationError
+
+from service import layout
+from service.datasets import Dataset, new_dataset, utc_now, write_dataset_json
+from service.errors import ApiError
+from service.schemas import DatasetCreate
+from service.storage import Storage, file_sha256
+from service.studies import StoredFile, Study
+from service.uploads import COPY_CHUNK_BYTES, UploadedFile
+from worker import nifti_io
+from worker.atomic import write_json_atomic
+from worker.errors import InputError
+from worker.nnunet import read_dataset_json, scan_dataset
+
+MAX_ZIP_ENTRIES = 100_000  # files per archive
+_NOT_ID = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def _bad_zip(detail: str, *, got: str | None = None, status: int = 422) -> ApiError:
+    return ApiError(status, f"file: {detail}", field="file", expected=detail, got=got)
+
+
+def _extract(archive: Path, target: Path, *, max_bytes: int) -> Path:
+    """Extract after checking every entry; returns the folder holding ``dataset.json``."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = [m for m in zf.infolist() if not m.filename.startswith("__MACOSX/")]
+            if len(members) > MAX_ZIP_ENTRIES:
+                raise _bad_zip(f"expected at most {MAX_ZIP_ENTRIES} entries", got=str(len(members)))
+            total = sum(m.file_size for m in members)
+            if total > max_bytes:
+                raise _bad_zip(f"expected at most {max_bytes} bytes once extracted", got=f"{total} bytes", status=413)
+            for member in members:
+                parts = PurePosixPath(member.filename).parts
+                if member.filename.startswith("/") or "\\" in member.filename or ".." in parts:
+                    raise _bad_zip("expected entries with relative paths inside the archive", got=repr(member.filename))
+                if stat.S_ISLNK(member.external_attr >> 16):
+                    raise _bad_zip("expected no symbolic links", got=repr(member.filename))
+            zf.extractall(target, members)
+    except zipfile.BadZipFile as exc:
+        raise _bad_zip("expected a zip archive of an nnU-Net raw dataset", got=str(exc)) from None
+    roots = sorted((p.parent for p in target.rglob("dataset.json")), key=lambda p: len(p.parts))
+    if not roots:
+        raise _bad_zip("expected a dataset.json in the archive (nnU-Net raw dataset)", got="none")
+    return roots[0]
+
+
+def _dataset_id(requested: str | None, meta: dict, root: Path) -> str:
+    if requested is not None:
+        return requested
+    derived = _NOT_ID.sub("-", str(meta.get("name") or root.name)).strip("-_")[:128]
+    return derived if layout.is_valid_id(derived) else f"import-{utc_now()[:10]}"
+
+
+def _store_file(source: Path, dataset_folder: Path, key: str) -> StoredFile:
+    """Move (or gzip) one file into the dataset folder being built, at ``key``'s place in it."""
+    target = dataset_folder.joinpath(*PurePosixPath(key).parts[2:])  # key: datasets/<id>/...
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.name.endswith(".nii.gz"):
+        shutil.move(source, target)
+    else:
+        nib.save(nib.load(source), target)
+    return StoredFile(key=key, sha256=file_sha256(target), bytes=target.stat().st_size)
+
+
+def import_zip(
+    storage: Storage, upload: UploadedFile, *, dataset_id: str | None, name: str | None, max_bytes: int, max_voxels: int
+) -> Dataset:
+    """Create a dataset from an nnU-Net raw dataset zip; 4xx naming the file on bad input."""
+    with storage.scratch(layout.DATASETS) as tmp:
+        archive = tmp / "upload.zip"
+        with archive.open("wb") as out:
+            shutil.copyfileobj(upload.stream, out, COPY_CHUNK_BYTES)
+        try:
+            root = _extract(archive, tmp / "extracted", max_bytes=max_bytes)
+            archive.unlink()
+            meta = read_dataset_json(root)
+            raw = scan_dataset(root)
+        except InputError as exc:
+            raise ApiError.from_input_error(exc) from None
+        if raw.file_ending not in (".nii.gz", ".nii"):
+            raise ApiError(422, f"dataset.json: file_ending: expected .nii.gz or .nii, got {raw.file_ending!r}", field="file_ending")
+        try:
+            dataset = new_dataset(
+                DatasetCreate(
+                    id=_dataset_id(dataset_id, meta, root), name=name or str(meta.get("name") or root.name),
+                    labels=raw.labels, channel_names=raw.channel_names,
+                )
+            )
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ApiError(422, f"dataset.json: {'.'.join(map(str, first['loc']))}: {first['msg']}", field="dataset.json") from None
+        folder = tmp / "final" / dataset.id
+        for case in raw.cases:
+            if not layout.is_valid_id(case.case_id) or case.case_id.endswith(layout.RESERVED_CASE_SUFFIXES):
+                raise ApiError(422, f"case id: expected letters, digits, '_' or '-', got {case.case_id!r}", field="case_id")
+            try:
+                study = nifti_io.read_study(case.image_paths, case.label_path, num_classes=raw.num_classes, max_voxels=max_voxels)
+            except InputError as exc:
+                raise ApiError.from_input_error(exc) from None
+            keys = [layout.image(dataset.id, case.case_id, ch) for ch in range(len(case.image_paths))]
+            keys.append(layout.label(dataset.id, case.case_id))
+            sources = [*case.image_paths, case.label_path]
+            stored = [_store_file(src, folder, key) for src, key in zip(sources, keys)]
+            record = Study(
+                dataset_id=dataset.id, case_id=case.case_id, shape=list(study.spatial_shape),
+                spacing_mm=list(study.spacing_mm), images=stored[:-1], label=stored[-1], uploaded_at=utc_now(),
+            )  # fmt: skip
+            write_json_atomic(folder / "studies" / f"{case.case_id}.json", record.to_json())
+        write_dataset_json(folder / "dataset.json", dataset, num_training=len(raw.cases))
+        try:
+            storage.put(layout.dataset_dir(dataset.id), folder)
+        except FileExistsError:
+            raise ApiError(409, f"dataset {dataset.id!r} already exists; pass another dataset_id", field="dataset_id") from None
+    return dataset
+

@@ -1,0 +1,208 @@
+"""Labelsets: a named softening configuration over a dataset, its jobs, progress and manifest.
+
+A study is finished in a labelset when its provenance file exists (the job writes it last).
+Queuing skips finished studies and studies whose job is still active, and a study already
+finished by another labelset with the same ``output_key`` is copied instead of recomputed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from rq import Queue
+from rq.job import Job
+
+from service import layout, queue as jobs
+from service.datasets import Dataset, case_ids, labelset_names, utc_now
+from service.errors import not_found
+from service.schemas import (
+    LabelsetCounts,
+    LabelsetPublic,
+    ManifestDataset,
+    ManifestFile,
+    ManifestLabelset,
+    ManifestPublic,
+    ManifestStudy,
+    StudyStatus,
+)
+from service.settings import Settings
+from service.storage import Storage
+from service.studies import Study, get_study
+from worker.config import SofteningConfig
+from worker.job_payload import JobOutputs, SoftenJobPayload
+
+
+@dataclass(frozen=True)
+class Labelset:
+    """A named configuration; its outputs live in ``labelsets/<name>/``."""
+
+    dataset_id: str
+    name: str
+    config: SofteningConfig
+    created_at: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameters that determine the output, without the method."""
+        return {k: v for k, v in self.config.output_params().items() if k != "method"}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dataset_id": self.dataset_id, "name": self.name, "config": self.config.model_dump(mode="json"),
+            "output_key": self.config.output_key(), "created_at": self.created_at,
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Labelset":
+        config = SofteningConfig(**data["config"])
+        return cls(dataset_id=data["dataset_id"], name=data["name"], config=config, created_at=data["created_at"])
+
+
+@dataclass(frozen=True)
+class StudyState:
+    case_id: str
+    status: StudyStatus
+    job_id: str
+    job: Job | None
+
+
+def get_labelset(storage: Storage, dataset_id: str, name: str) -> Labelset:
+    data = storage.read_json(layout.labelset_meta(dataset_id, name)) if layout.is_valid_id(name) else None
+    if data is None:
+        raise not_found("labelset", name)
+    return Labelset.from_json(data)
+
+
+def list_labelsets(storage: Storage, dataset_id: str) -> list[Labelset]:
+    return [get_labelset(storage, dataset_id, name) for name in labelset_names(storage, dataset_id)]
+
+
+def save_labelset(storage: Storage, labelset: Labelset) -> None:
+    storage.write_json(layout.labelset_meta(labelset.dataset_id, labelset.name), labelset.to_json())
+
+
+def new_labelset(dataset: Dataset, name: str, config: SofteningConfig) -> Labelset:
+    return Labelset(dataset_id=dataset.id, name=name, config=config, created_at=utc_now())
+
+
+def finished_cases(storage: Storage, dataset_id: str, name: str) -> set[str]:
+    """Cases whose provenance file exists: the job's last write."""
+    files = storage.list(layout.labelset_dir(dataset_id, name))
+    return {f[: -len(".json")] for f in files if f.endswith(".json")}
+
+
+def payload_for(storage: Storage, dataset: Dataset, labelset: Labelset, study: Study, settings: Settings) -> SoftenJobPayload:
+    """The job's JSON payload: ids, absolute paths and the configuration."""
+    ds, name, case = dataset.id, labelset.name, study.case_id
+    path = storage.local_path
+    return SoftenJobPayload(
+        dataset_id=ds, labelset=name, case_id=case, num_classes=dataset.num_classes, config=labelset.config,
+        image_paths=[str(path(f.key)) for f in study.images], label_path=str(path(study.label.key)),
+        outputs=JobOutputs(
+            soft=str(path(layout.soft(ds, name, case))), superpixels=str(path(layout.superpixels(ds, name, case))),
+            preview=str(path(layout.preview(ds, name, case))), provenance=str(path(layout.provenance(ds, name, case))),
+        ),
+        max_voxels=settings.max_voxels,
+    )  # fmt: skip
+
+
+def _copy_outputs(storage: Storage, source: Labelset, target: Labelset, case: str) -> None:
+    """Reuse a finished result of a labelset with the same output key (provenance last)."""
+    sources = layout.study_outputs(source.dataset_id, source.name, case)
+    targets = layout.study_outputs(target.dataset_id, target.name, case)
+    for src, dst in zip(sources[:-1], targets[:-1]):
+        storage.copy(src, dst)
+    record = storage.read_json(sources[-1]) or {}
+    storage.write_json(targets[-1], record | {"labelset": target.name, "reused_from": source.name})
+
+
+def queue_studies(
+    storage: Storage, queue: Queue, settings: Settings, dataset: Dataset, labelset: Labelset, cases: list[str]
+) -> tuple[list[str], int]:
+    """Queue the given cases unless finished, active or reusable; returns (job ids, reused count).
+
+    Call under the dataset lock, so two requests never queue the same study.
+    """
+    finished = finished_cases(storage, dataset.id, labelset.name)
+    todo = [case for case in cases if case not in finished]
+    key = labelset.config.output_key()
+    twins = [o for o in list_labelsets(storage, dataset.id) if o.name != labelset.name and o.config.output_key() == key]
+    twin_done = [(twin, finished_cases(storage, dataset.id, twin.name)) for twin in twins]
+    current = jobs.fetch_jobs(queue.connection, [jobs.job_id_for(dataset.id, labelset.name, c) for c in todo])
+    payloads, reused = [], 0
+    for case, job in zip(todo, current.values()):
+        if jobs.is_active(job):
+            continue
+        twin = next((twin for twin, done in twin_done if case in done), None)
+        if twin is not None:
+            _copy_outputs(storage, twin, labelset, case)
+            reused += 1
+            continue
+        payloads.append(payload_for(storage, dataset, labelset, get_study(storage, dataset.id, case), settings))
+    return jobs.enqueue(queue, payloads, settings), reused
+
+
+def study_states(storage: Storage, connection: redis.Redis, labelset: Labelset, cases: list[str]) -> list[StudyState]:
+    """The state of each case in this labelset (one Redis round trip)."""
+    finished = finished_cases(storage, labelset.dataset_id, labelset.name)
+    ids = [jobs.job_id_for(labelset.dataset_id, labelset.name, case) for case in cases]
+    current = jobs.fetch_jobs(connection, ids)
+    return [
+        StudyState(case, jobs.study_status(finished=case in finished, job=current[job_id]), job_id, current[job_id])
+        for case, job_id in zip(cases, ids)
+    ]
+
+
+def to_public(
+    storage: Storage, connection: redis.Redis, labelset: Labelset, *, enqueued: int | None = None, reused: int | None = None
+) -> LabelsetPublic:
+    states = study_states(storage, connection, labelset, case_ids(storage, labelset.dataset_id))
+    tally = Counter(state.status for state in states)
+    return LabelsetPublic(
+        dataset_id=labelset.dataset_id, name=labelset.name, method=labelset.config.method, params=labelset.params,
+        output_key=labelset.config.output_key(), created_at=labelset.created_at,
+        counts=LabelsetCounts(**tally, total=len(states)), enqueued=enqueued, reused=reused,
+    )  # fmt: skip
+
+
+def output_url(labelset: Labelset, case: str, what: str) -> str:
+    """Download URL relative to the API root; ``what`` is soft, superpixels or preview.png."""
+    return f"/v1/datasets/{labelset.dataset_id}/labelsets/{labelset.name}/studies/{case}/{what}"
+
+
+def manifest(storage: Storage, connection: redis.Redis, dataset: Dataset, labelset: Labelset) -> ManifestPublic:
+    """Every study's download URLs with sha256s, shape and spacing (soft null until finished)."""
+    studies = []
+    for state in study_states(storage, connection, labelset, case_ids(storage, dataset.id)):
+        study = get_study(storage, dataset.id, state.case_id)
+        soft = None
+        if state.status == "finished":
+            record = storage.read_json(layout.provenance(dataset.id, labelset.name, state.case_id)) or {}
+            soft = ManifestFile(url=output_url(labelset, state.case_id, "soft"), sha256=record["outputs"]["soft"]["sha256"])
+        base = f"/v1/datasets/{dataset.id}/studies/{study.case_id}"
+        studies.append(
+            ManifestStudy(
+                case_id=study.case_id, shape=study.shape, spacing_mm=study.spacing_mm,
+                images=[ManifestFile(url=f"{base}/images/{i}", sha256=f.sha256) for i, f in enumerate(study.images)],
+                label=ManifestFile(url=f"{base}/label", sha256=study.label.sha256), soft=soft, status=state.status,
+            )  # fmt: skip
+        )
+    return ManifestPublic(
+        dataset=ManifestDataset(
+            id=dataset.id, name=dataset.name, labels=dataset.labels, num_classes=dataset.num_classes,
+            channel_names=dataset.channel_names, ignore_classes=dataset.ignore_classes,
+        ),
+        labelset=ManifestLabelset(name=labelset.name, method=labelset.config.method, params=labelset.params),
+        studies=studies,
+    )  # fmt: skip
+
+
+def cancel_jobs(connection: redis.Redis, dataset_id: str, names: list[str], cases: list[str]) -> None:
+    """Cancel the active jobs of these cases in these labelsets."""
+    ids = [jobs.job_id_for(dataset_id, name, case) for name in names for case in cases]
+    for job in jobs.fetch_jobs(connection, ids).values():
+        if jobs.is_active(job):
+            jobs.cancel(connection, job)  # type: ignore[arg-type]
