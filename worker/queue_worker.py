@@ -1,0 +1,119 @@
+"""``softlabel worker``: an RQ worker for soften jobs, with crash recovery.
+
+CPU workers fork a work horse per job (RQ's ``Worker``), with the engine imported once in the
+parent so each horse starts at once. GPU workers never fork, because CUDA does not survive
+``fork()``: they run jobs in their own process (RQ's ``SimpleWorker``). Jobs and results are
+JSON (``JSONSerializer``); a scheduler runs in one worker to release delayed retries.
+
+Shutdown: the first SIGTERM or SIGINT is a warm shutdown: the running job finishes, then the
+worker exits. A second one within the job is a cold shutdown: the job is abandoned and
+requeued by crash recovery (``worker.queue_recovery``) once its lease expires.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import redis
+import typer
+from rq import Queue, SimpleWorker, Worker
+from rq.serializers import JSONSerializer
+
+from worker.backend import resolve_backend
+from worker.queue_recovery import requeue_abandoned, start_recovery_loop
+from worker.queue_settings import BACKEND_ENV, WorkerSettings
+
+WARM_UP_SHAPE = (12, 14, 10)  # voxels of the phantom run once before forking
+
+app = typer.Typer(add_completion=False)
+log = logging.getLogger("softlabel.worker")
+
+
+def warm_up() -> None:
+    """Run the engine and the preview once on a tiny phantom, so forked work horses inherit
+    imported modules, loaded compiled kernels and caches instead of paying for them per job."""
+    import tempfile
+
+    import numpy as np
+
+    from worker.config import SofteningConfig
+    from worker.pipeline import soften_arrays
+    from worker.preview import render_preview
+
+    rng = np.random.default_rng(0)
+    image = rng.random(WARM_UP_SHAPE + (1,), dtype=np.float32)
+    label = np.zeros(WARM_UP_SHAPE, dtype=np.uint8)
+    label[3:9, 4:10, 2:8] = 1
+    result = soften_arrays(
+        image, label, config=SofteningConfig(n_segments=8), num_classes=2, spacing_mm=(1.0, 1.0, 1.0), backend="cpu"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        render_preview(image, label, result.soft, Path(tmp) / "warm-up.png", superpixels=result.superpixels)
+
+
+def build_worker(
+    connection: redis.Redis, queue_names: list[str], *, fork: bool, name: str | None, settings: WorkerSettings
+) -> Worker:
+    """An RQ worker on these queues: forking (``Worker``) or in-process (``SimpleWorker``)."""
+    queues = [Queue(q, connection=connection, serializer=JSONSerializer) for q in queue_names]
+    worker_class = Worker if fork else SimpleWorker
+    return worker_class(
+        queues, connection=connection, serializer=JSONSerializer, name=name,
+        maintenance_interval=settings.maintenance_interval_s,
+    )  # fmt: skip
+
+
+@app.command("worker")
+def worker_command(
+    queues: Annotated[
+        Optional[list[str]], typer.Option("--queues", "-q", help="queues to listen to, in priority order (default: SOFTLABEL_QUEUE)")
+    ] = None,
+    backend: Annotated[
+        Optional[str], typer.Option("--backend", help="auto | cpu | gpu (default: SOFTLABEL_WORKER_BACKEND or auto)")
+    ] = None,
+    burst: Annotated[bool, typer.Option("--burst", help="exit once the queues are empty")] = False,
+    fork: Annotated[
+        Optional[bool], typer.Option("--fork/--no-fork", help="fork a work horse per job (default: yes on CPU, never on GPU)")
+    ] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="worker name (default: random)")] = None,
+) -> None:
+    """Run an RQ worker that computes soft labels (REDIS_URL says where Redis is)."""
+    settings = WorkerSettings()
+    try:
+        resolved = resolve_backend(backend or settings.worker_backend)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if fork and resolved == "gpu":
+        typer.echo("error: --fork: expected --no-fork with the GPU backend (CUDA does not survive fork)", err=True)
+        raise typer.Exit(1)
+    use_fork = resolved == "cpu" if fork is None else fork
+    os.environ[BACKEND_ENV] = resolved
+    if use_fork:
+        importlib.import_module("worker.jobs")
+        warm_up()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    connection = redis.Redis.from_url(settings.redis_url)
+    worker = build_worker(connection, queues or [settings.queue], fork=use_fork, name=name, settings=settings)
+    recovered = requeue_abandoned(
+        connection, worker.queues, lease_ttl_s=settings.lease_ttl_s, max_recoveries=settings.max_recoveries
+    )
+    if recovered:
+        log.warning("requeued %d job(s) whose worker died: %s", len(recovered), ", ".join(recovered))
+    stop = start_recovery_loop(
+        connection, worker.queues, lease_ttl_s=settings.lease_ttl_s, max_recoveries=settings.max_recoveries
+    )
+    log.info("backend %s, %s worker on %s", resolved, "forking" if use_fork else "non-forking", worker.queue_names())
+    try:
+        worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    finally:
+        stop.set()
+
+
+if __name__ == "__main__":  # `python -m worker.queue_worker`, used by `softlabel up`
+    app(prog_name="softlabel worker")
