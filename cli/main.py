@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from service import cli as service_cli
 from worker import cli as worker_cli
+from worker import queue_worker
 
 app = typer.Typer(
     name="softlabel",
@@ -15,3 +17,9 @@ app = typer.Typer(
 )
 for command in worker_cli.app.registered_commands:
     app.registered_commands.append(command)
+for command in queue_worker.app.registered_commands:
+    app.registered_commands.append(command)
+for command in service_cli.app.registered_commands:
+    app.registered_commands.append(command)
+for group in service_cli.app.registered_groups:
+    app.registered_groups.append(group)

@@ -1,0 +1,195 @@
+"""The embedded stack of ``softlabel up`` and ``softlabel demo``: Redis (embedded unless
+``REDIS_URL`` is set), the API under uvicorn and N workers, each a child process.
+
+The stack records itself in ``<data dir>/embedded.json`` while it runs, so ``softlabel demo``
+and the client commands find it. The admin token is ``SOFTLABEL_ADMIN_TOKEN`` or, if unset,
+a random one kept in ``<data dir>/admin-token`` (mode 0600).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from service.embedded_redis import EmbeddedRedis
+
+STATE_FILE = "embedded.json"
+TOKEN_FILE = "admin-token"
+API_START_TIMEOUT_S = 60  # seconds for the API to answer /healthz
+API_STOP_TIMEOUT_S = 15  # seconds for uvicorn to stop before it is killed
+
+
+@dataclass(frozen=True)
+class RunningStack:
+    """What a running embedded stack wrote about itself."""
+
+    api_url: str
+    pid: int
+    data_dir: Path
+
+
+def admin_token(data_dir: Path) -> str:
+    """``SOFTLABEL_ADMIN_TOKEN``, else the stack's own token (created on first use)."""
+    if os.environ.get("SOFTLABEL_ADMIN_TOKEN"):
+        return os.environ["SOFTLABEL_ADMIN_TOKEN"]
+    path = data_dir / TOKEN_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_stack(data_dir: Path) -> RunningStack | None:
+    """The stack serving ``data_dir``, if one is running and answers."""
+    try:
+        state = json.loads((data_dir / STATE_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    if not _alive(int(state["pid"])):
+        return None
+    try:
+        httpx.get(f"{state['api_url']}/healthz", timeout=2).raise_for_status()
+    except httpx.HTTPError:
+        return None
+    return RunningStack(api_url=state["api_url"], pid=int(state["pid"]), data_dir=data_dir)
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedStack:
+    """Start and stop Redis, the API and the workers together.
+
+    ``log_dir`` None lets the children write to this terminal; otherwise each gets a log file.
+    """
+
+    def __init__(
+        self, *, data_dir: Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+        backend: str = "auto", log_dir: Path | None = None,
+    ) -> None:  # fmt: skip
+        self.data_dir = data_dir.resolve()
+        self.host, self.port, self.n_workers, self.backend = host, port, workers, backend
+        self.log_dir = log_dir
+        self.redis: EmbeddedRedis | None = None
+        self.api: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self._logs: list[IO[bytes]] = []
+
+    @property
+    def api_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def _spawn(self, command: list[str], env: dict[str, str], log_name: str) -> subprocess.Popen[bytes]:
+        output: IO[bytes] | None = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            output = (self.log_dir / log_name).open("ab")
+            self._logs.append(output)
+        # Own session: a terminal's Ctrl-C reaches only us, and we stop the children in order.
+        return subprocess.Popen(command, env=env, stdout=output, stderr=output, start_new_session=True)
+
+    def start(self) -> "EmbeddedStack":
+        """Start everything and wait until the API answers; stops what started on failure."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            redis_url = os.environ.get("REDIS_URL")
+            if not redis_url:
+                self.redis = EmbeddedRedis(self.data_dir / "redis").start()
+                redis_url = self.redis.url
+            self.port = self.port or free_port(self.host)
+            env = dict(os.environ, SOFTLABEL_DATA_DIR=str(self.data_dir), REDIS_URL=redis_url)
+            env["SOFTLABEL_ADMIN_TOKEN"] = admin_token(self.data_dir)
+            self.api = self._spawn(
+                [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", self.host,
+                 "--port", str(self.port), "--log-level", "warning"], env, "api.log",
+            )  # fmt: skip
+            for index in range(self.n_workers):
+                name = f"embedded-{index}-{uuid.uuid4().hex[:6]}"
+                command = [sys.executable, "-m", "worker.queue_worker", "--backend", self.backend, "--name", name]
+                self.workers.append(self._spawn(command, env, f"worker-{index}.log"))
+            self._wait_for_api()
+            (self.data_dir / STATE_FILE).write_text(json.dumps({"api_url": self.api_url, "pid": os.getpid()}))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_for_api(self) -> None:
+        deadline = time.monotonic() + API_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.api is not None and self.api.poll() is not None:
+                raise RuntimeError(f"the API exited with code {self.api.returncode} (port {self.port} in use?)")
+            try:
+                if httpx.get(f"{self.api_url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the API did not answer at {self.api_url} within {API_START_TIMEOUT_S} s")
+
+    def exited(self) -> str | None:
+        """Which child stopped on its own, if any."""
+        if self.api is not None and self.api.poll() is not None:
+            return f"the API (exit code {self.api.returncode})"
+        for index, worker in enumerate(self.workers):
+            if worker.poll() is not None:
+                return f"worker {index} (exit code {worker.returncode})"
+        return None
+
+    def stop_workers(self) -> None:
+        """Warm shutdown: SIGTERM; each worker finishes its current job, then exits."""
+        for worker in self.workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+
+    def stop(self) -> None:
+        """Stop workers (waiting for their jobs), then the API, then Redis."""
+        self.stop_workers()
+        for worker in self.workers:
+            worker.wait()
+        if self.api is not None and self.api.poll() is None:
+            self.api.send_signal(signal.SIGTERM)
+            try:
+                self.api.wait(API_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.api.kill()
+                self.api.wait()
+        if self.redis is not None:
+            self.redis.close()
+        (self.data_dir / STATE_FILE).unlink(missing_ok=True)
+        for log in self._logs:
+            log.close()
+
+    def __enter__(self) -> "EmbeddedStack":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
