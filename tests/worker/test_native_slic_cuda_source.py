@@ -8,9 +8,11 @@
    other. The kernels use no shared memory, barriers or warp functions, so a
    sequential run computes what the device computes, up to the order of the
    float64 atomics. This covers the index arithmetic, the candidate loop, the
-   tie rule and the argument lists of :mod:`worker.native_slic.cuda_kernels`
-   against the twin. It does not cover the CUDA compiler, the device's
-   arithmetic or races; ``test_native_slic_gpu.py`` does, on a GPU.
+   tie rule, the union-find of the connectivity pass and the argument lists
+   of :mod:`worker.native_slic.cuda_kernels` against the twin. It does not
+   cover the CUDA compiler, the device's arithmetic, or races between
+   threads (the union-find's atomicMin retries only matter there);
+   ``test_native_slic_gpu.py`` does, on a GPU.
 """
 
 from __future__ import annotations
@@ -29,18 +31,21 @@ from scipy import ndimage
 from worker.native_slic import cuda_kernels, reference
 from worker.native_slic.driver import run_kmeans
 from worker.native_slic.grid import make_grid
+from worker.native_slic.merge import components_from_roots, merge_small_components
 
 SHIM = r"""
 #include <cstring>
 struct SoftlabelDim3 { unsigned int x, y, z; };
 static SoftlabelDim3 threadIdx, blockIdx, blockDim, gridDim;
 #define __global__
+#define __device__
 #define __restrict__ __restrict
 static inline float __fadd_rn(float a, float b) { return a + b; }
 static inline float __fsub_rn(float a, float b) { return a - b; }
 static inline float __fmul_rn(float a, float b) { return a * b; }
 static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, sizeof f); return f; }
 static inline double atomicAdd(double* p, double v) { double old = *p; *p = old + v; return old; }
+static inline int atomicMin(int* p, int v) { int old = *p; if (v < old) *p = v; return old; }
 extern "C" void softlabel_emu_set(unsigned b, unsigned t, unsigned grid, unsigned block) {
     blockIdx.x = b; threadIdx.x = t; gridDim.x = grid; blockDim.x = block;
 }
@@ -63,10 +68,12 @@ def emulator(tmp_path_factory):
     built = {}
 
     def build(n_channels):
+        """SLIC kernels for ``n_channels``; the CCL kernels for ``n_channels=None``."""
         if n_channels not in built:
             src = folder / f"slic_{n_channels}.cpp"
             lib = folder / f"slic_{n_channels}.so"
-            src.write_text(SHIM + cuda_kernels.source(n_channels))
+            code = cuda_kernels.CCL_SOURCE if n_channels is None else cuda_kernels.source(n_channels)
+            src.write_text(SHIM + code)
             subprocess.run(["g++", "-O2", "-std=c++14", "-ffp-contract=off", "-shared", "-fPIC",
                             str(src), "-o", str(lib)], check=True, capture_output=True)
             built[n_channels] = ctypes.CDLL(str(lib))
@@ -117,6 +124,15 @@ def emulated_steps(lib, threads=None):
         return out
 
     return SimpleNamespace(assign=assign, centre_sums=centre_sums, update_centres=update_centres)
+
+
+def emulated_components(lib, labels, threads=None):
+    """worker.native_slic.gpu.components, on the emulated kernels."""
+    parent = np.empty(labels.size, dtype=np.int32)
+    launch(lib, "softlabel_ccl_init", labels.size, cuda_kernels.ccl_init_args(labels, parent), threads)
+    launch(lib, "softlabel_ccl_merge", labels.size, cuda_kernels.ccl_merge_args(labels, parent), threads)
+    launch(lib, "softlabel_ccl_compress", labels.size, cuda_kernels.ccl_compress_args(parent), threads)
+    return components_from_roots(parent, labels.shape)
 
 
 def midway(shape, channels, spacing, n_segments, use_mask, iterations=3):
@@ -191,15 +207,38 @@ def test_emulated_full_run_matches_the_twin(emulator):
     np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("threads", [None, (2, 3)], ids=["gpu_geometry", "grid_stride"])
+def test_emulated_components_match_the_reference(emulator, threads):
+    lib = emulator(None)
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        shape = tuple(int(s) for s in rng.integers(1, 12, size=3))
+        labels = rng.integers(-1, int(rng.integers(1, 5)), size=shape).astype(np.int32)
+        comp = emulated_components(lib, labels, threads)
+        np.testing.assert_array_equal(comp, reference.components(labels))
+        for min_size in (1, 3, 20):
+            np.testing.assert_array_equal(merge_small_components(comp, min_size),
+                                          reference.enforce_connectivity(labels, min_size))
+
+
+def test_emulated_components_on_superpixels(emulator):
+    image, mask, grid, weight, *_ = midway((17, 23, 11), 2, (1.0, 0.8, 2.5), 40, True, iterations=0)
+    labels = run_kmeans(reference, image, mask, grid, weight, 10)
+    np.testing.assert_array_equal(emulated_components(emulator(None), labels), reference.components(labels))
+
+
 def test_nvcc_compiles_without_fused_multiply_add(tmp_path):
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         pytest.skip("nvcc not found: cannot compile the CUDA source")
-    src = tmp_path / "slic.cu"
-    src.write_text(cuda_kernels.source(3))
-    ptx = tmp_path / "slic.ptx"
-    subprocess.run([nvcc, "-ptx", "-arch=sm_90", str(src), "-o", str(ptx)], check=True, capture_output=True)
-    text = ptx.read_text()
+    text = {}
+    for name, code in (("slic", cuda_kernels.source(3)), ("ccl", cuda_kernels.CCL_SOURCE)):
+        src, ptx = tmp_path / f"{name}.cu", tmp_path / f"{name}.ptx"
+        src.write_text(code)
+        subprocess.run([nvcc, "-ptx", "-arch=sm_90", str(src), "-o", str(ptx)], check=True, capture_output=True)
+        text[name] = ptx.read_text()
     for name in cuda_kernels.KERNEL_NAMES:
-        assert f".entry {name}(" in text
-    assert not re.search(r"\bfma\.rn\.f32\b", text)
+        assert f".entry {name}(" in text["slic"]
+    for name in cuda_kernels.CCL_KERNEL_NAMES:
+        assert f".entry {name}(" in text["ccl"]
+    assert not re.search(r"\bfma\.rn\.f32\b", text["slic"])

@@ -3,8 +3,8 @@
 Skipped, with the reason, where CuPy or a CUDA device is missing. Expected
 agreement: the assignment is bit-identical given the same centres; centre
 counts and coordinates are exact and colours within one float32 ulp (float64
-atomics add in any order); the connectivity pass is the CPU one (host fast
-pass), hence identical.
+atomics add in any order); the connectivity pass (union-find kernels plus the
+vectorised merge) equals the CPU passes exactly.
 """
 
 from __future__ import annotations
@@ -101,11 +101,24 @@ def test_kmeans_loop_matches_the_twin(cp, gpu):
     assert (got == expected).mean() >= 0.999  # one-ulp centre colours may flip near-ties
 
 
-def test_connectivity_fast_pass_is_the_cpu_pass(cp, gpu):
-    labels = np.random.default_rng(0).integers(-1, 4, size=(9, 12, 7)).astype(np.int32)
-    got = gpu.enforce_connectivity(cp.asarray(labels), 3)
-    assert isinstance(got, cp.ndarray)
-    np.testing.assert_array_equal(got.get(), connectivity.enforce_connectivity(labels, 3))
+@pytest.mark.parametrize("shape, n_labels", [((9, 12, 7), 4), ((1, 1, 300), 3), ((64, 70, 3), 2), ((40, 90, 80), 30)])
+def test_connectivity_equals_the_cpu_pass(cp, gpu, shape, n_labels):
+    rng = np.random.default_rng(0)
+    noise = ndimage.gaussian_filter(rng.random(shape), 1.0)
+    labels = np.digitize(noise, np.quantile(noise, np.linspace(0, 1, n_labels + 1)[1:-1])).astype(np.int32)
+    labels[rng.random(shape) < 0.05] = -1
+    np.testing.assert_array_equal(gpu.components(cp.asarray(labels)).get(), reference.components(labels))
+    for min_size in (1, 5, 200):
+        got = gpu.enforce_connectivity(cp.asarray(labels), min_size)
+        assert isinstance(got, cp.ndarray)
+        np.testing.assert_array_equal(got.get(), connectivity.enforce_connectivity(labels, min_size))
+
+
+def test_connectivity_on_superpixels(cp, gpu):
+    image, mask, grid, weight, *_ = midway((48, 96, 80), 3, (3.0, 0.96, 0.96), 400, False, iterations=0)
+    labels = run_kmeans(cpu, image, mask, grid, weight, 10)
+    got = gpu.enforce_connectivity(cp.asarray(labels), 50).get()
+    np.testing.assert_array_equal(got, connectivity.enforce_connectivity(labels, 50))
 
 
 @pytest.mark.parametrize("spatial", [(17, 23, 11), (61, 47)])

@@ -1,9 +1,9 @@
 """Compiled connectivity enforcement (Numba), identical to the reference's.
 
-Rule (see :func:`.reference.enforce_connectivity`): face-connected components
-of equal label, numbered in C order of their first voxel; a component smaller
-than ``min_size`` merges into the earlier adjacent component sharing the most
-faces with it (ties: smaller id); kept components are numbered 0..M-1.
+Rule (see :mod:`.merge`): face-connected components of equal label, numbered
+in C order of their first voxel; a component smaller than ``min_size`` merges
+into the earlier adjacent component sharing the most faces with it (ties:
+smaller id); kept components are numbered 0..M-1.
 
 The component pass is a sequential union-find (roots are the smallest flat
 index, i.e. the first voxel); the result is unique, so it matches SciPy's
@@ -179,7 +179,7 @@ def _apply(comp, final):
 
 
 def enforce_connectivity(labels: np.ndarray, min_size: int) -> np.ndarray:
-    """Connected, merged and renumbered labels; see reference.enforce_connectivity.
+    """Connected, merged and renumbered labels (rule in :mod:`.merge`).
 
     ``labels``: ``(n0, n1, n2)`` int32 C-contiguous NumPy array, -1 off the mask.
     """

@@ -4,6 +4,9 @@ Kept free of CuPy so that the CPU test-suite can compile the very same source
 (with ``nvcc`` for syntax, and with ``g++`` under a thread-emulation shim to
 run it against the twin). :mod:`.gpu` builds it with ``cupy.RawModule``.
 
+``CUDA_SOURCE`` (via :func:`source`) holds the SLIC steps; ``CCL_SOURCE`` the
+connected-component labelling used by the GPU connectivity pass.
+
 Layouts are those of :mod:`.reference`; one thread per voxel (assignment) or
 per run of ``SOFTLABEL_RUN`` voxels along the last axis (sums), grid-stride
 loops, 64-bit voxel indices. The float32 distance uses ``__fsub_rn``,
@@ -26,6 +29,7 @@ MAX_BLOCKS = 4096  # grid-stride loops cover the rest
 RUN = 32  # voxels along the last axis summed locally before one atomicAdd
 
 KERNEL_NAMES = ("softlabel_slic_assign", "softlabel_slic_accumulate", "softlabel_slic_finalize")
+CCL_KERNEL_NAMES = ("softlabel_ccl_init", "softlabel_ccl_merge", "softlabel_ccl_compress")
 
 CUDA_SOURCE = r"""
 #define SOFTLABEL_N_FEAT (3 + SOFTLABEL_N_CHANNELS)
@@ -152,6 +156,79 @@ extern "C" __global__ void softlabel_slic_finalize(
 """
 
 
+CCL_SOURCE = r"""
+// Face-connected components of equal labels by union-find with atomicMin
+// (Playne & Hawick, IEEE TPDS 2018): a root only ever links under a smaller
+// index, so each component ends rooted at its smallest flat index, its first
+// voxel in C order. parent: (n,) int32, -1 where labels < 0.
+
+__device__ int softlabel_find(const volatile int* parent, int x)
+{
+    int p = parent[x];
+    while (p != x) {
+        x = p;
+        p = parent[x];
+    }
+    return x;
+}
+
+__device__ void softlabel_unite(int* parent, int a, int b)
+{
+    bool done;
+    do {
+        a = softlabel_find(parent, a);
+        b = softlabel_find(parent, b);
+        if (a < b) {
+            const int old = atomicMin(&parent[b], a);
+            done = (old == b);
+            b = old;
+        } else if (b < a) {
+            const int old = atomicMin(&parent[a], b);
+            done = (old == a);
+            a = old;
+        } else {
+            done = true;
+        }
+    } while (!done);
+}
+
+extern "C" __global__ void softlabel_ccl_init(
+    const int* __restrict__ labels, int* __restrict__ parent, const long long n)
+{
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long v = (long long)blockIdx.x * blockDim.x + threadIdx.x; v < n; v += stride)
+        parent[v] = (labels[v] >= 0) ? (int)v : -1;
+}
+
+// Join each voxel with its three earlier face neighbours of the same label.
+extern "C" __global__ void softlabel_ccl_merge(
+    const int* __restrict__ labels, int* parent,
+    const long long n0, const long long n1, const long long n2)
+{
+    const long long n = n0 * n1 * n2;
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long v = (long long)blockIdx.x * blockDim.x + threadIdx.x; v < n; v += stride) {
+        const int lab = labels[v];
+        if (lab < 0) continue;
+        const long long i2 = v % n2;
+        const long long i1 = (v / n2) % n1;
+        const long long i0 = v / (n1 * n2);
+        if (i2 > 0 && labels[v - 1] == lab) softlabel_unite(parent, (int)v, (int)(v - 1));
+        if (i1 > 0 && labels[v - n2] == lab) softlabel_unite(parent, (int)v, (int)(v - n2));
+        if (i0 > 0 && labels[v - n1 * n2] == lab) softlabel_unite(parent, (int)v, (int)(v - n1 * n2));
+    }
+}
+
+// parent[v] = root of v (run after softlabel_ccl_merge has finished).
+extern "C" __global__ void softlabel_ccl_compress(int* parent, const long long n)
+{
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long v = (long long)blockIdx.x * blockDim.x + threadIdx.x; v < n; v += stride)
+        if (parent[v] >= 0) parent[v] = softlabel_find(parent, (int)v);
+}
+"""
+
+
 def source(n_channels: int) -> str:
     """The CUDA source specialised for ``n_channels`` image channels."""
     return (f"#define SOFTLABEL_N_CHANNELS {int(n_channels)}\n"
@@ -189,3 +266,19 @@ def accumulate_tasks(shape: tuple[int, int, int]) -> int:
 def finalize_args(sums, centres) -> tuple:
     """Arguments of ``softlabel_slic_finalize``."""
     return (sums, centres, np.int32(len(centres)))
+
+
+def ccl_init_args(labels, parent) -> tuple:
+    """Arguments of ``softlabel_ccl_init``; launch over ``labels.size`` voxels."""
+    return (labels, parent, np.int64(labels.size))
+
+
+def ccl_merge_args(labels, parent) -> tuple:
+    """Arguments of ``softlabel_ccl_merge``; launch over ``labels.size`` voxels."""
+    n0, n1, n2 = labels.shape
+    return (labels, parent, np.int64(n0), np.int64(n1), np.int64(n2))
+
+
+def ccl_compress_args(parent) -> tuple:
+    """Arguments of ``softlabel_ccl_compress``; launch over ``parent.size`` voxels."""
+    return (parent, np.int64(parent.size))

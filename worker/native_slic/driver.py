@@ -50,7 +50,7 @@ def native_slic(image, *, n_segments: int, compactness: float,
     enforce_connectivity : bool
         Make every superpixel face-connected and merge fragments smaller than
         ``min_size_factor * voxels / n_centres`` into an earlier neighbour
-        (see :func:`.reference.enforce_connectivity`).
+        (rule in :mod:`.merge`).
     min_size_factor : float
         Minimum segment size, as a fraction of the mean segment size (>= 0).
     max_size_factor : float
@@ -73,8 +73,11 @@ def native_slic(image, *, n_segments: int, compactness: float,
 
     Notes
     -----
-    On the GPU the connectivity pass copies the label map to the host, runs
-    the compiled CPU pass and copies it back (a documented fast pass).
+    Every step runs on the input's device, the connectivity pass included
+    (union-find kernels on the GPU). The three implementations give the same
+    labels: bit for bit on the CPU; on the GPU the float64 atomic centre sums
+    may round a centre colour one float32 ulp away, which can move a voxel that
+    sits on a near-tie.
     """
     impl = _implementation(image, backend, implementation)
     image, mask, spacing = _checked(image, mask, spacing, n_segments, compactness,

@@ -5,10 +5,10 @@ assignment equals the twin's bit for bit given the same centres; the centre
 update uses float64 atomics, so a centre colour may differ from the twin's by
 one float32 ulp (counts and coordinates are exact).
 
-Connectivity enforcement is a documented fast pass on the host: the label map
-is copied to the CPU, processed by the compiled pass of :mod:`.connectivity`,
-and copied back (one device-to-host and one host-to-device copy of int32
-labels).
+Connectivity runs on the device: union-find components (``CCL_SOURCE``), then
+the vectorised merge of :mod:`.merge` on CuPy arrays; the result equals the
+CPU passes' exactly (the component partition and its numbering are unique).
+Volumes must have fewer than 2**31 voxels (int32 union-find parents).
 """
 
 from __future__ import annotations
@@ -16,17 +16,25 @@ from __future__ import annotations
 import cupy
 import numpy as np
 
-from . import connectivity
-from .cuda_kernels import (KERNEL_NAMES, THREADS_PER_BLOCK, accumulate_args, accumulate_tasks,
-                           assign_args, blocks_for, finalize_args, source)
+from .cuda_kernels import (CCL_KERNEL_NAMES, CCL_SOURCE, KERNEL_NAMES, THREADS_PER_BLOCK, accumulate_args,
+                           accumulate_tasks, assign_args, blocks_for, ccl_compress_args, ccl_init_args,
+                           ccl_merge_args, finalize_args, source)
 from .grid import SlicGrid
+from .merge import components_from_roots, merge_small_components
 
 
 @cupy.memoize(for_each_device=True)
 def _kernels(n_channels: int) -> dict[str, cupy.RawKernel]:
-    """Compiled kernels for ``n_channels`` channels, one build per device."""
+    """Compiled SLIC kernels for ``n_channels`` channels, one build per device."""
     module = cupy.RawModule(code=source(n_channels), options=("--std=c++14",))
     return {name: module.get_function(name) for name in KERNEL_NAMES}
+
+
+@cupy.memoize(for_each_device=True)
+def _ccl_kernels() -> dict[str, cupy.RawKernel]:
+    """Compiled connected-component kernels, one build per device."""
+    module = cupy.RawModule(code=CCL_SOURCE, options=("--std=c++14",))
+    return {name: module.get_function(name) for name in CCL_KERNEL_NAMES}
 
 
 @cupy.memoize(for_each_device=True)
@@ -67,6 +75,18 @@ def update_centres(image: cupy.ndarray, labels: cupy.ndarray,
     return out
 
 
+def components(labels: cupy.ndarray) -> cupy.ndarray:
+    """Component ids as :func:`.reference.components` (int64, C order of first voxels)."""
+    if labels.size >= 2**31:
+        raise ValueError(f"expected fewer than 2**31 voxels for the GPU connectivity pass, got {labels.size}")
+    kernels = _ccl_kernels()
+    parent = cupy.empty(labels.size, dtype=cupy.int32)
+    _launch(kernels["softlabel_ccl_init"], labels.size, ccl_init_args(labels, parent))
+    _launch(kernels["softlabel_ccl_merge"], labels.size, ccl_merge_args(labels, parent))
+    _launch(kernels["softlabel_ccl_compress"], labels.size, ccl_compress_args(parent))
+    return components_from_roots(parent, labels.shape)
+
+
 def enforce_connectivity(labels: cupy.ndarray, min_size: int) -> cupy.ndarray:
-    """Host fast pass: :func:`.connectivity.enforce_connectivity` on a copy, copied back."""
-    return cupy.asarray(connectivity.enforce_connectivity(cupy.asnumpy(labels), min_size))
+    """Connected, merged and renumbered labels on the device (see reference.enforce_connectivity)."""
+    return merge_small_components(components(labels), min_size)

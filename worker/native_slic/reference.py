@@ -32,6 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from .grid import SlicGrid, reduction_blocks
+from .merge import merge_small_components
 
 OFFSETS = tuple(itertools.product((-1, 0, 1), repeat=3))  # C order of cells
 
@@ -149,53 +150,6 @@ def components(labels: np.ndarray) -> np.ndarray:
     return comp
 
 
-def merge_targets(comp: np.ndarray, sizes: np.ndarray, min_size: int) -> np.ndarray:
-    """For each component, the earlier adjacent component it merges into, or -1.
-
-    A component smaller than ``min_size`` merges into the face-adjacent
-    component with a smaller id (first voxel earlier in C order) that shares
-    the most voxel faces with it; ties go to the smaller id. It stays a
-    segment of its own (-1) when it is large enough or has no earlier neighbour.
-    """
-    small = sizes < min_size
-    pairs = []
-    for axis in range(comp.ndim):
-        lo = comp[(slice(None),) * axis + (slice(None, -1),)].reshape(-1)
-        hi = comp[(slice(None),) * axis + (slice(1, None),)].reshape(-1)
-        touch = (lo >= 0) & (hi >= 0) & (lo != hi)
-        lo, hi = lo[touch], hi[touch]
-        pairs += [np.stack([lo, hi], 1), np.stack([hi, lo], 1)]
-    pairs = np.concatenate(pairs)
-    pairs = pairs[small[pairs[:, 0]] & (pairs[:, 1] < pairs[:, 0])]
-    target = np.full(len(sizes), -1, dtype=np.int64)
-    if len(pairs) == 0:
-        return target
-    uniq, count = np.unique(pairs, axis=0, return_counts=True)
-    # best per small component: largest count, then smallest neighbour id
-    order = np.lexsort((uniq[:, 1], -count, uniq[:, 0]))
-    uniq = uniq[order]
-    head = np.r_[True, uniq[1:, 0] != uniq[:-1, 0]]
-    target[uniq[head, 0]] = uniq[head, 1]
-    return target
-
-
-def final_labels(target: np.ndarray) -> np.ndarray:
-    """Final label of each component given its merge target (see merge_targets).
-
-    Kept components (target -1) are numbered 0..M-1 in id order; a merged
-    component takes the label of the kept component its target chain ends in.
-    """
-    kept = target < 0
-    new = np.cumsum(kept) - 1
-    root = np.where(kept, np.arange(len(target)), target)
-    while True:
-        nxt = root[root]
-        if np.array_equal(nxt, root):
-            break
-        root = nxt
-    return new[root].astype(np.int32)
-
-
 def enforce_connectivity(labels: np.ndarray, min_size: int) -> np.ndarray:
     """Split labels into face-connected segments and merge the small ones.
 
@@ -204,7 +158,8 @@ def enforce_connectivity(labels: np.ndarray, min_size: int) -> np.ndarray:
     labels : (n0, n1, n2) int32 ndarray
         Centre index per voxel, ``-1`` outside the mask.
     min_size : int
-        Segments with fewer voxels merge into a neighbour (see merge_targets).
+        Segments with fewer voxels merge into an earlier neighbour (rule in
+        :mod:`.merge`).
 
     Returns
     -------
@@ -212,10 +167,4 @@ def enforce_connectivity(labels: np.ndarray, min_size: int) -> np.ndarray:
         Labels ``0..M-1`` numbered in C order of each segment's first voxel,
         ``-1`` kept.
     """
-    comp = components(labels)
-    valid = comp >= 0
-    sizes = np.bincount(comp[valid])
-    final = final_labels(merge_targets(comp, sizes, min_size))
-    out = np.full(labels.shape, -1, dtype=np.int32)
-    out[valid] = final[comp[valid]]
-    return out
+    return merge_small_components(components(labels), min_size)
