@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1.7
+# RQ worker, CPU backend (NumPy/SciPy/scikit-image/Numba): forks a work horse per job.
+#   docker build -f docker/worker-cpu.Dockerfile -t softlabel-worker-cpu .
+# SIGTERM is a warm shutdown (the running job finishes, then the worker exits), so give the
+# container a stop timeout longer than SOFTLABEL_JOB_TIMEOUT_S.
+
+FROM python:3.11.11-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY cli ./cli
+COPY service ./service
+COPY worker ./worker
+COPY trainer ./trainer
+RUN pip install --no-cache-dir . \
+ && pip check
+
+FROM python:3.11.11-slim-bookworm AS runtime
+
+RUN groupadd --system --gid 10001 softlabel \
+ && useradd --system --uid 10001 --gid softlabel --create-home --home-dir /home/softlabel softlabel \
+ && mkdir -p /data \
+ && chown softlabel:softlabel /data
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    SOFTLABEL_DATA_DIR=/data \
+    SOFTLABEL_WORKER_BACKEND=cpu \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    NUMBA_CACHE_DIR=/tmp/numba
+USER 10001:10001
+WORKDIR /home/softlabel
+VOLUME ["/data"]
+# No HTTP surface to probe: RQ workers heartbeat in Redis, and a job whose worker died is
+# requeued by crash recovery once its lease expires.
+HEALTHCHECK NONE
+STOPSIGNAL SIGTERM
+# Exec form: the worker is PID 1 and receives SIGTERM itself.
+CMD ["softlabel", "worker", "--backend", "cpu"]
