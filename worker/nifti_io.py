@@ -22,6 +22,8 @@ from worker.backend import array_module, backend_of
 from worker.errors import InputError
 
 SOFT_UINT8_SLOPE = 1.0 / 255.0  # scl_slope of uint8 soft labels: q = stored / 255
+GZIP_LEVEL = 1  # fastest deflate level; higher levels cost 2-3x the time for ~2x smaller files
+NIFTI1_DATA_OFFSET = 352  # 348-byte header + 4-byte extension flag (no extensions)
 
 _READ_ERRORS = (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError)
 
@@ -135,13 +137,42 @@ def quantize_soft_labels(soft: Any, dtype: str) -> Any:
     """
     xp = array_module(backend_of(soft))
     if dtype == "uint8":  # channel by channel: temporaries stay one channel large
-        stored = xp.empty(soft.shape, dtype=xp.uint8)
+        stored = xp.empty(soft.shape, dtype=xp.uint8, order="F")
         for c in range(soft.shape[-1]):
             stored[..., c] = xp.rint(xp.clip(soft[..., c], 0, 1) * 255)
         return stored
     if dtype == "float32":
         return soft.astype(xp.float32, copy=False)
     raise ValueError(f"dtype: expected 'uint8' or 'float32', got {dtype!r}")
+
+
+def save_nifti(img: nib.Nifti1Image, path: str | Path, *, compresslevel: int = GZIP_LEVEL) -> None:
+    """Save an in-memory NIfTI-1 image atomically, gzip-compressed when ``path`` ends in ``.gz``.
+
+    Same bytes as ``nib.save`` for unscaled or preset-scaled data, about 4x faster: the voxels
+    are serialised in NIfTI's Fortran order in one ``tobytes`` and compressed in one call, with
+    ISA-L's zlib-compatible gzip when the ``isal`` package is installed (docs/performance.md).
+    """
+    img.update_header()
+    header = img.header.copy()
+    data = np.asanyarray(img.dataobj)
+    header.set_data_dtype(data.dtype)
+    header["vox_offset"] = NIFTI1_DATA_OFFSET
+    blob = header.binaryblock + b"\x00" * (NIFTI1_DATA_OFFSET - len(header.binaryblock)) + data.tobytes(order="F")
+    if str(path).endswith(".gz"):
+        blob = _gzip_compress(blob, compresslevel)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(blob)
+
+
+def _gzip_compress(blob: bytes, level: int) -> bytes:
+    try:
+        from isal import igzip
+    except ImportError:
+        import gzip
+
+        return gzip.compress(blob, compresslevel=level, mtime=0)
+    return igzip.compress(blob, compresslevel=min(level, igzip._COMPRESS_LEVEL_BEST), mtime=0)
 
 
 def write_soft_labels(path: str | Path, stored: np.ndarray, *, affine: np.ndarray) -> None:
@@ -156,8 +187,7 @@ def write_soft_labels(path: str | Path, stored: np.ndarray, *, affine: np.ndarra
     if stored.dtype == np.uint8:
         img.header.set_slope_inter(SOFT_UINT8_SLOPE, 0.0)
     img.header.set_intent("vector", (), name="soft labels")
-    with atomic_path(path) as tmp:
-        nib.save(img, tmp)
+    save_nifti(img, path)
 
 
 def write_label_map(path: str | Path, labels: np.ndarray, *, affine: np.ndarray, dtype: type = np.int32) -> None:
@@ -165,8 +195,7 @@ def write_label_map(path: str | Path, labels: np.ndarray, *, affine: np.ndarray,
     data = labels.astype(dtype, copy=False)
     img = nib.Nifti1Image(_as_3d(data, labels.ndim), affine)
     img.header.set_data_dtype(dtype)
-    with atomic_path(path) as tmp:
-        nib.save(img, tmp)
+    save_nifti(img, path)
 
 
 def read_superpixels(path: str | Path, *, ref_path: str | Path, ref_shape: Sequence[int], ref_affine: np.ndarray) -> np.ndarray:
@@ -183,7 +212,18 @@ def read_superpixels(path: str | Path, *, ref_path: str | Path, ref_shape: Seque
 def read_soft_labels(path: str | Path) -> np.ndarray:
     """Soft labels as float32 (X, Y, Z, K) in [0, 1] (2D studies keep their z axis of 1).
 
-    Clipped to [0, 1]: 255 times the float32 slope 1/255 is 1 + 6e-8.
+    uint8 files are scaled by their scl_slope in float32 (not through nibabel's float64
+    path) and clipped to [0, 1]: 255 times the float32 slope 1/255 is 1 + 6e-8.
     """
+    path = Path(path)
     img = open_nifti(path)
-    return np.clip(_read_data(img, Path(path), np.float32), 0, 1)
+    try:
+        raw = np.asarray(img.dataobj.get_unscaled())
+    except _READ_ERRORS as exc:
+        raise InputError(file=path, field="voxel data", expected="a complete, readable file", got=f"{type(exc).__name__}: {exc}") from None
+    slope, inter = img.dataobj.slope, img.dataobj.inter
+    soft = raw.astype(np.float32)
+    if (slope, inter) != (1.0, 0.0):
+        soft *= np.float32(slope)
+        soft += np.float32(inter)
+    return np.clip(soft, 0, 1, out=soft)

@@ -30,10 +30,15 @@ def distance_to_probability(signed_distance: Any) -> Any:
 
 
 def one_hot(label: Any, *, num_classes: int) -> Any:
-    """float32 (X, Y[, Z], K) one-hot of an int label map with values in [0, num_classes)."""
+    """float32 (X, Y[, Z], K) one-hot of an int label map with values in [0, num_classes).
+
+    Fortran-ordered, like NIfTI's voxel order: each class channel is one contiguous block, so
+    per-class work touches contiguous memory and writing the 4D file needs no transpose.
+    """
     xp = array_module(backend_of(label))
-    soft = xp.zeros(label.shape + (num_classes,), dtype=xp.float32)
-    soft.reshape(-1, num_classes)[xp.arange(label.size), label.ravel().astype(xp.intp)] = 1
+    soft = xp.zeros(label.shape + (num_classes,), dtype=xp.float32, order="F")
+    by_voxel = soft.reshape(-1, num_classes, order="F")  # a view: (voxel in F order, class)
+    by_voxel[xp.arange(label.size), label.ravel(order="F").astype(xp.intp)] = 1
     return soft
 
 
