@@ -8,6 +8,8 @@ Body shape (``ErrorPublic`` in the OpenAPI schema)::
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -42,11 +44,21 @@ class ApiError(StarletteHTTPException):
         self.body: dict[str, Any] = {"detail": detail, "field": field, "file": file, "expected": expected, "got": got}
 
     @classmethod
-    def from_input_error(cls, exc: InputError) -> "ApiError":
-        """422 for bad content, 413 when a header claims too many voxels."""
+    def from_input_error(cls, exc: InputError, *, hide: Path | None = None) -> "ApiError":
+        """422 for bad content, 413 when a header claims too many voxels.
+
+        Paths under ``hide`` (server scratch space) are cut down to file names.
+        """
         info = exc.to_dict()
         status = 413 if exc.field == VOXEL_COUNT_FIELD else 422
-        return cls(status, str(exc), field=exc.field, file=info["file"], expected=exc.expected, got=exc.got)
+        got = _strip_paths(exc.got, hide)
+        return cls(status, _strip_paths(str(exc), hide), field=exc.field, file=info["file"], expected=exc.expected, got=got)
+
+
+def _strip_paths(text: str, folder: Path | None) -> str:
+    if folder is None:
+        return text
+    return re.sub(re.escape(str(folder)) + r"/(?:[^/\s\"']+/)*", "", text)
 
 
 def not_found(what: str, name: str) -> ApiError:

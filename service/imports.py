@@ -90,7 +90,7 @@ def import_zip(
             meta = read_dataset_json(root)
             raw = scan_dataset(root)
         except InputError as exc:
-            raise ApiError.from_input_error(exc) from None
+            raise ApiError.from_input_error(exc, hide=tmp) from None
         if raw.file_ending not in (".nii.gz", ".nii"):
             raise ApiError(422, f"dataset.json: file_ending: expected .nii.gz or .nii, got {raw.file_ending!r}", field="file_ending")
         try:
@@ -110,7 +110,7 @@ def import_zip(
             try:
                 study = nifti_io.read_study(case.image_paths, case.label_path, num_classes=raw.num_classes, max_voxels=max_voxels)
             except InputError as exc:
-                raise ApiError.from_input_error(exc) from None
+                raise ApiError.from_input_error(exc, hide=tmp) from None
             keys = [layout.image(dataset.id, case.case_id, ch) for ch in range(len(case.image_paths))]
             keys.append(layout.label(dataset.id, case.case_id))
             sources = [*case.image_paths, case.label_path]

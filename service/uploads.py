@@ -149,7 +149,7 @@ def prepare_study(
         final_images = _as_channel_files(image_paths, folder / "channels", channels=channels)
         final_label = _as_gzipped(label_path, folder / "converted")
     except InputError as exc:
-        raise ApiError.from_input_error(exc) from None
+        raise ApiError.from_input_error(exc, hide=folder) from None
     return PreparedStudy(
         case_id=case_id, shape=list(study.spatial_shape), spacing_mm=list(study.spacing_mm),
         images=final_images, label=final_label,

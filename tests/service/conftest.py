@@ -1,0 +1,43 @@
+"""Service fixtures: settings on a temporary data dir and the app under TestClient."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from service_helpers import ADMIN, dataset_body
+
+from service.app import create_app
+from service.settings import Settings
+
+with warnings.catch_warnings():  # Starlette 1.x warns that TestClient still wraps httpx
+    warnings.simplefilter("ignore", UserWarning)
+    from fastapi.testclient import TestClient
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str) -> Settings:
+    return Settings(data_dir=tmp_path / "data", admin_token=ADMIN, redis_url=redis_url, queue="softlabel-test")
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[TestClient]:
+    """The app over HTTP semantics (TestClient), authenticated as the admin."""
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {ADMIN}"}) as client:
+        yield client
+
+
+@pytest.fixture
+def anon(settings: Settings) -> Iterator[TestClient]:
+    """The same app without a token."""
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def dataset(api: TestClient) -> str:
+    response = api.post("/v1/datasets", json=dataset_body())
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
