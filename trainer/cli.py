@@ -14,6 +14,15 @@ import typer
 app = typer.Typer(help="Train and evaluate U-Nets on soft labels; score segmentations.", no_args_is_help=True)
 
 
+def _service_errors() -> tuple[type[Exception], ...]:
+    """Errors reported as one line: bad input, and the service's answers or absence."""
+    import httpx
+
+    from service.client import ApiError
+
+    return (ValueError, ApiError, TimeoutError, httpx.TransportError)
+
+
 def _fail(exc: Exception) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(code=2)
@@ -45,6 +54,10 @@ def make_benchmark_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed; case k of a kind depends only on (seed, kind, k).")] = 0,
     spacing_mm: Annotated[float, typer.Option("--spacing-mm", help="Isotropic voxel size to resample the 1 mm template to.")] = 1.0,
     crop: Annotated[tuple[int, int, int], typer.Option("--crop", help="3D crop size in voxels (X Y Z).")] = (96, 96, 96),
+    upload: Annotated[bool, typer.Option("--upload", help="Upload images and perturbed labels to the service as a dataset.")] = False,
+    api: Annotated[str, typer.Option("--api", help="Service root URL (with --upload).")] = "http://127.0.0.1:8000",
+    dataset_id: Annotated[str, typer.Option("--dataset-id", help="Dataset id on the service (with --upload).")] = "mni-bench",
+    token: Annotated[Optional[str], typer.Option("--token", envvar="SOFTLABEL_TOKEN", help="Bearer token (write scope).")] = None,
 ) -> None:
     """Write the MNI152 benchmark with perturbed training annotations and clean truth."""
     from trainer.benchmark_data import write_benchmark
@@ -56,6 +69,16 @@ def make_benchmark_command(
     cases = dataset["softlabel_benchmark"]["cases"].values()
     disagreement = sum(c["disagreement_in_brain"] for c in cases) / len(cases)
     typer.echo(f"wrote {len(cases)} cases to {out} (annotation differs from clean truth in {disagreement:.1%} of brain voxels)")
+    if upload:
+        from service.client import SoftlabelClient
+
+        from trainer.remote import upload_benchmark
+
+        try:
+            with SoftlabelClient(api, token=token) as client:
+                upload_benchmark(client, out, dataset_id=dataset_id, log=typer.echo)
+        except _service_errors() as exc:
+            raise _fail(exc) from None
 
 
 TokenOption = Annotated[Optional[str], typer.Option("--token", envvar="SOFTLABEL_TOKEN", help="Service bearer token (read scope).")]
@@ -111,7 +134,7 @@ def train_command(
         cfg = TrainConfig(**{**fields, **{k: v for k, v in options.items() if v is not None}})
         data = load_training_data(cfg, token=token)
         result = train_and_evaluate(cfg, out, data=data, resume=resume)
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+    except _service_errors() as exc:  # pydantic's ValidationError is a ValueError
         raise _fail(exc) from None
     typer.echo((out / "eval" / "metrics.md").read_text())
     typer.echo(f"run folder: {out}; mean Dice {result['mean']['dice']}")
@@ -136,7 +159,7 @@ def evaluate_command(
     try:
         result = evaluate_checkpoint(checkpoint, out_dir=out, split=split, token=token, dataset=dataset, labelset=labelset,
                                      api=api, truth_dir=truth_dir, offline=offline or None, device=device)
-    except ValueError as exc:
+    except _service_errors() as exc:
         raise _fail(exc) from None
     typer.echo(json.dumps({"truth": result["truth"], "mean": result["mean"]}, indent=2))
 
@@ -151,6 +174,6 @@ def experiment_command(
 
     try:
         result = run_experiment(load_config(config), token=token)
-    except ValueError as exc:
+    except _service_errors() as exc:
         raise _fail(exc) from None
     typer.echo(result["markdown"])

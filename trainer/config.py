@@ -50,6 +50,7 @@ class TrainConfig(BaseModel):
     lr_patience_epochs: int = Field(20, ge=0)
     val_every_epochs: int = Field(1, ge=1)
     device: str = "auto"  # "auto": cuda when available, else cpu
+    torch_threads: Optional[int] = Field(None, ge=1)  # CPU threads; default: torch's choice (one per core)
     amp: bool = True  # mixed precision, on CUDA only
     deterministic: bool = True
 

@@ -1,8 +1,10 @@
 """``softlabel experiment``: methods x losses x seeds on one dataset, in the paper's Table 1 layout.
 
 Every run trains on one labelset of the service and is scored on the shared test split
-(``split_seed``) against the clean truth. Runs whose ``eval/metrics.json`` exists are not
-repeated, so an interrupted experiment picks up where it stopped.
+(``split_seed``) against the clean truth. With ``create_labelsets``, the labelsets the runs
+need are posted to the service first (idempotent) and awaited. Runs whose
+``eval/metrics.json`` exists are not repeated, so an interrupted experiment picks up where
+it stopped.
 """
 
 from __future__ import annotations
@@ -93,6 +95,18 @@ def run_experiment(cfg: ExperimentConfig, *, token: str | None = None, progress:
 
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     (cfg.out_dir / "experiment.json").write_text(cfg.model_dump_json(indent=2))
+    pending = [m for m in cfg.methods for loss in m.losses for seed in cfg.seeds
+               if not (run_dir(cfg, m, loss, seed) / "eval" / "metrics.json").exists()]
+    if pending and cfg.create_labelsets:
+        from service.client import SoftlabelClient
+
+        from trainer.remote import ensure_labelset
+
+        probe = cfg.run_config(cfg.methods[0], cfg.methods[0].losses[0], cfg.seeds[0])
+        with SoftlabelClient(probe.api, token=token) as client:
+            for method in {m.name: m for m in pending}.values():
+                ensure_labelset(client, probe.dataset, method.labelset, method=method.method, params=method.params,
+                                timeout_s=cfg.wait_timeout_s, log=log)
     results: dict[str, dict[str, dict[str, dict]]] = {}
     for method in cfg.methods:
         need_soft = any("kl" in loss for loss in method.losses)

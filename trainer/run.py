@@ -65,6 +65,10 @@ def evaluate_checkpoint(checkpoint: Path, *, out_dir: Path | None = None, split:
     split = split or ("test" if same_data else "all")
     device = resolve_device(cfg.device)
     model = model.to(device)
+    if cfg.torch_threads:
+        import torch
+
+        torch.set_num_threads(cfg.torch_threads)
     data = load_training_data(cfg, token=token, need_soft=False)
     if (data.num_classes, data.in_channels) != (meta["num_classes"], meta["in_channels"]):
         raise ValueError(f"{cfg.dataset}: classes, channels: expected {meta['num_classes']}, {meta['in_channels']} "

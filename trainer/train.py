@@ -108,6 +108,8 @@ def train(cfg: TrainConfig, data: TrainingData, run_dir: Path, *, resume: bool =
     (run_dir / "config.json").write_text(json.dumps({"config": cfg.model_dump(mode="json"), "code_version": version}, indent=2))
     save_splits(data.splits, run_dir / "splits.json")
     seed_everything(cfg.seed, deterministic=cfg.deterministic)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
     device = resolve_device(cfg.device)
     use_amp = cfg.amp and device.type == "cuda"
 
