@@ -167,13 +167,17 @@ def evaluate_command(
 @app.command("experiment")
 def experiment_command(
     config: Annotated[Path, typer.Option("--config", help="Experiment file (TOML or JSON); see docs/experiments.md.")],
+    api: Annotated[Optional[str], typer.Option("--api", help="Service root URL; overrides the file's train.api.")] = None,
     token: TokenOption = None,
 ) -> None:
     """Methods x losses x seeds on one dataset; prints the paper's Table 1 layout and paired tests."""
     from trainer.experiment import load_config, run_experiment
 
     try:
-        result = run_experiment(load_config(config), token=token)
+        cfg = load_config(config)
+        if api:
+            cfg.train["api"] = api
+        result = run_experiment(cfg, token=token)
     except _service_errors() as exc:
         raise _fail(exc) from None
     typer.echo(result["markdown"])
