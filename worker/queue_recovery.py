@@ -99,6 +99,7 @@ def _recover(connection: redis.Redis, queue: Queue, job: Job, registry_keys: lis
     count = int(job.meta.get("recoveries", 0)) + 1
     job.meta["recoveries"] = count
     with connection.pipeline() as pipe:
+        pipe.multi()  # one transaction: out of the started registry and back in the queue, or failed
         pipe.zrem(queue.started_job_registry.key, *registry_keys)
         if count > max_recoveries:
             job.meta["error"] = f"the worker running this job died {count} times; giving up"

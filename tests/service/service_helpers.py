@@ -62,6 +62,7 @@ def start_worker(settings: Settings, *args: str, log: Path | None = None, **env:
 
 def run_burst_workers(settings: Settings, count: int = 1, *, log_dir: Path, **env: str) -> list[str]:
     """Run ``count`` burst workers side by side until the queue is empty; returns their logs."""
+    log_dir.mkdir(parents=True, exist_ok=True)
     logs = [log_dir / f"worker-{i}.log" for i in range(count)]
     procs = [start_worker(settings, "--burst", "--name", f"test-{i}", log=path, **env) for i, path in enumerate(logs)]
     for proc in procs:
