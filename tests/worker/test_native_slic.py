@@ -2,7 +2,8 @@
 
 Also: the output contract, a hand-checked example, the tie rule, the
 connectivity rule, argument errors, and the quality ratios against
-scikit-image on a small phantom.
+scikit-image on a small phantom. The helpers above the tests are shared with
+``test_native_slic_cuda_source.py`` and ``test_native_slic_gpu.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from skimage.segmentation import slic
 from worker.native_slic import cpu, native_slic, reference
 from worker.native_slic import connectivity as compiled_connectivity
 from worker.native_slic.driver import run_kmeans
-from worker.native_slic.grid import make_grid
+from worker.native_slic.grid import SlicGrid, make_grid
 from worker.native_slic.quality import boundary_recall, undersegmentation_error
 
 
@@ -56,7 +57,7 @@ def test_compiled_equals_reference(shape, channels, spacing, n_segments, compact
     np.testing.assert_array_equal(got, expected)
 
 
-def _midway_state(shape, channels, spacing, n_segments, use_mask, iterations=3):
+def midway_state(shape, channels, spacing, n_segments, use_mask, iterations=3):
     """Image, mask, grid, weight and the twin's centres/labels after a few rounds."""
     image = phantom(shape, channels, seed=11)
     mask = blob_mask(shape, seed=5) if use_mask else None
@@ -72,7 +73,7 @@ def _midway_state(shape, channels, spacing, n_segments, use_mask, iterations=3):
     return image3, mask3, grid, weight, centres, labels
 
 
-def _scrambled(centres, grid, seed):
+def scrambled(centres, grid, seed):
     """Arbitrary centres (anywhere in the volume, any colour): every candidate can win."""
     rng = np.random.default_rng(seed)
     out = centres.copy()
@@ -86,9 +87,9 @@ def _scrambled(centres, grid, seed):
 @pytest.mark.parametrize("shape, channels, spacing", [((17, 23, 11), 3, (1.0, 0.8, 2.5)), ((33, 26), 2, (1.0, 1.0)),
                                                       ((17, 23, 11), 1, (1.0, 1.0, 1.0))])
 def test_steps_equal_given_the_same_centres(shape, channels, spacing, use_mask, scramble):
-    image, mask, grid, weight, centres, labels = _midway_state(shape, channels, spacing, 30, use_mask)
+    image, mask, grid, weight, centres, labels = midway_state(shape, channels, spacing, 30, use_mask)
     if scramble:
-        centres = _scrambled(centres, grid, seed=channels)
+        centres = scrambled(centres, grid, seed=channels)
     ref_labels, cpu_labels = labels.copy(), labels.copy()
     ref_changed = reference.assign(image, mask, centres, grid, weight, ref_labels)
     cpu_changed = cpu.assign(image, mask, centres, grid, weight, cpu_labels)
@@ -102,7 +103,7 @@ def test_steps_equal_given_the_same_centres(shape, channels, spacing, use_mask, 
 
 def test_assign_is_the_plain_nearest_candidate():
     """Oracle written out per voxel: min over the 27 neighbouring cells' centres."""
-    image, mask, grid, weight, centres, labels = _midway_state((9, 12, 7), 2, (1.0, 0.8, 2.5), 20, False)
+    image, mask, grid, weight, centres, labels = midway_state((9, 12, 7), 2, (1.0, 0.8, 2.5), 20, False)
     got = labels.copy()
     reference.assign(image, mask, centres, grid, weight, got)
     g = grid.cell_centre.shape
@@ -144,6 +145,63 @@ def test_exact_ties_go_to_the_lowest_centre_index():
         labels = np.full((1, 1, 5), -1, dtype=np.int32)
         impl.assign(image, None, centres, grid, np.float32(0.01), labels)
         assert labels.ravel().tolist() == [0, 0, 0, 1, 1]
+
+
+def permuted_pairs(n_cases: int, seed: int):
+    """Cases where two centres tie in exact arithmetic and float32 rounding decides.
+
+    Each case is a (1, 1, 2) volume with one centre per voxel column; for voxel 0
+    the centres' offsets (and colour differences) are the same three numbers in
+    a rotated order, so only the order of the additions tells them apart.
+    Yields ``(image, centres)``.
+    """
+    rng = np.random.default_rng(seed)
+    for _ in range(n_cases):
+        a = rng.uniform(0.05, 0.95, size=3).astype(np.float32)
+        image = rng.uniform(0.2, 0.8, size=(1, 1, 2, 3)).astype(np.float32)
+        pixel = image[0, 0, 0]
+        centres = np.empty((2, 6), dtype=np.float32)
+        centres[0, :3], centres[1, :3] = -a, -np.roll(a, 1)  # voxel 0 sits at the origin
+        t = rng.uniform(-0.3, 0.3, size=3).astype(np.float32)
+        centres[0, 3:], centres[1, 3:] = pixel - t, pixel - np.roll(t, 1)
+        yield image, centres
+
+
+def float32_oracle(image, centres, grid, weight):
+    """The documented distance, written out with float32 scalars; argmin with ties to the lowest k."""
+    out = np.empty(grid.shape, dtype=np.int32)
+    f32 = np.float32
+    for idx in np.ndindex(grid.shape):
+        best, best_k = f32(np.inf), -1
+        for k in range(len(centres)):
+            d = [(f32(i) - centres[k, a]) * f32(grid.spacing_mm[a]) for a, i in enumerate(idx)]
+            space = d[0] * d[0] + (d[1] * d[1] + d[2] * d[2])
+            colour = f32(0)
+            for c in range(image.shape[-1]):
+                t = image[idx][c] - centres[k, 3 + c]
+                colour = colour + t * t
+            dist = colour + f32(weight) * space
+            if dist < best:
+                best, best_k = dist, k
+        out[idx] = best_k
+    return out
+
+
+TWO_CELLS = SlicGrid(shape=(1, 1, 2), spacing_mm=(1.0, 1.0, 1.0), step=(1, 1, 1), start=(0, 0, 0),
+                     cell_centre=np.array([[[0, 1]]], dtype=np.int32), step_mm=1.0)
+
+
+def test_rounding_decides_ties_identically():
+    """Bit-identical arithmetic, not just close: any other order of additions fails here."""
+    n_differ = 0
+    for image, centres in permuted_pairs(300, seed=0):
+        expected = float32_oracle(image, centres, TWO_CELLS, np.float32(0.7))
+        n_differ += expected[0, 0, 0] == 1  # centre 1 strictly closer after rounding
+        for impl in (reference, cpu):
+            labels = np.full(TWO_CELLS.shape, -1, dtype=np.int32)
+            impl.assign(image, None, centres, TWO_CELLS, np.float32(0.7), labels)
+            np.testing.assert_array_equal(labels, expected)
+    assert 10 < n_differ < 290  # the cases do exercise rounding both ways
 
 
 def test_output_contract():
@@ -194,7 +252,7 @@ def test_connectivity_matches_on_random_label_maps():
 
 
 def test_loop_stops_when_labels_settle():
-    image, mask, grid, weight, *_ = _midway_state((12, 10, 8), 1, (1.0, 1.0, 1.0), 8, False)
+    image, mask, grid, weight, *_ = midway_state((12, 10, 8), 1, (1.0, 1.0, 1.0), 8, False)
     once = run_kmeans(reference, image, mask, grid, weight, 50)
     again = run_kmeans(cpu, image, mask, grid, weight, 50)
     np.testing.assert_array_equal(once, again)

@@ -21,17 +21,17 @@ import ctypes
 import re
 import shutil
 import subprocess
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from worker.native_slic import cuda_kernels, reference
 from worker.native_slic.driver import run_kmeans
 from worker.native_slic.grid import make_grid
 from worker.native_slic.merge import components_from_roots, merge_small_components
+
+from test_native_slic import TWO_CELLS, float32_oracle, midway_state, permuted_pairs, scrambled
 
 SHIM = r"""
 #include <cstring>
@@ -50,13 +50,6 @@ extern "C" void softlabel_emu_set(unsigned b, unsigned t, unsigned grid, unsigne
     blockIdx.x = b; threadIdx.x = t; gridDim.x = grid; blockDim.x = block;
 }
 """
-
-
-def phantom(shape, channels, seed):
-    rng = np.random.default_rng(seed)
-    smooth = ndimage.gaussian_filter(rng.random(shape + (channels,)), sigma=(2.0,) * len(shape) + (0,))
-    smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min())
-    return np.clip(smooth + 0.05 * rng.standard_normal(smooth.shape), 0, 1).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -135,30 +128,6 @@ def emulated_components(lib, labels, threads=None):
     return components_from_roots(parent, labels.shape)
 
 
-def midway(shape, channels, spacing, n_segments, use_mask, iterations=3):
-    image = phantom(shape, channels, seed=channels)
-    mask = ndimage.gaussian_filter(np.random.default_rng(1).random(shape), 2) > 0.5 if use_mask else None
-    grid = make_grid(shape, spacing, n_segments, mask)
-    image3 = image.reshape(grid.shape + (channels,))
-    mask3 = None if mask is None else mask.reshape(grid.shape)
-    weight = np.float32((0.1 / grid.step_mm) ** 2)
-    centres = grid.initial_centres(channels)
-    labels = np.full(grid.shape, -1, dtype=np.int32)
-    for _ in range(iterations):
-        reference.assign(image3, mask3, centres, grid, weight, labels)
-        centres = reference.update_centres(image3, labels, centres)
-    return image3, mask3, grid, weight, centres, labels
-
-
-def scrambled(centres, grid, seed):
-    """Arbitrary centres (anywhere in the volume, any colour): every candidate can win."""
-    rng = np.random.default_rng(seed)
-    out = centres.copy()
-    out[:, :3] = rng.uniform(-1, np.asarray(grid.shape), size=(len(out), 3))
-    out[:, 3:] = rng.random((len(out), out.shape[1] - 3))
-    return out.astype(np.float32)
-
-
 STATES = [  # shape, channels, spacing, n_segments, mask
     ((17, 23, 11), 3, (1.0, 1.0, 1.0), 40, False),  # cells left over along axes 0 and 2
     ((11, 13, 7), 3, (1.0, 0.8, 2.5), 20, False),
@@ -173,7 +142,7 @@ STATES = [  # shape, channels, spacing, n_segments, mask
 @pytest.mark.parametrize("shape, channels, spacing, n_segments, use_mask", STATES)
 def test_emulated_kernels_match_the_twin(emulator, shape, channels, spacing, n_segments, use_mask, threads,
                                          scramble):
-    image, mask, grid, weight, centres, labels = midway(shape, channels, spacing, n_segments, use_mask)
+    image, mask, grid, weight, centres, labels = midway_state(shape, channels, spacing, n_segments, use_mask)
     if scramble:
         centres = scrambled(centres, grid, seed=n_segments)
     steps = emulated_steps(emulator(channels), threads)
@@ -199,8 +168,16 @@ def test_emulated_tie_rule(emulator):
     assert labels.ravel().tolist() == [0, 0, 0, 1, 1]
 
 
+def test_emulated_rounding_decides_ties_identically(emulator):
+    steps = emulated_steps(emulator(3))
+    for image, centres in permuted_pairs(300, seed=0):
+        labels = np.full(TWO_CELLS.shape, -1, dtype=np.int32)
+        steps.assign(image, None, centres, TWO_CELLS, np.float32(0.7), labels)
+        np.testing.assert_array_equal(labels, float32_oracle(image, centres, TWO_CELLS, np.float32(0.7)))
+
+
 def test_emulated_full_run_matches_the_twin(emulator):
-    image, mask, grid, weight, *_ = midway((12, 14, 9), 2, (1.0, 0.9, 2.0), 25, True, iterations=0)
+    image, mask, grid, weight, *_ = midway_state((12, 14, 9), 2, (1.0, 0.9, 2.0), 25, True, iterations=0)
     steps = emulated_steps(emulator(2))
     expected = run_kmeans(reference, image, mask, grid, weight, 10)
     got = run_kmeans(steps, image, mask, grid, weight, 10)
@@ -222,7 +199,7 @@ def test_emulated_components_match_the_reference(emulator, threads):
 
 
 def test_emulated_components_on_superpixels(emulator):
-    image, mask, grid, weight, *_ = midway((17, 23, 11), 2, (1.0, 0.8, 2.5), 40, True, iterations=0)
+    image, mask, grid, weight, *_ = midway_state((17, 23, 11), 2, (1.0, 0.8, 2.5), 40, True, iterations=0)
     labels = run_kmeans(reference, image, mask, grid, weight, 10)
     np.testing.assert_array_equal(emulated_components(emulator(None), labels), reference.components(labels))
 

@@ -15,7 +15,8 @@ from scipy import ndimage
 
 from worker.native_slic import connectivity, cpu, native_slic, reference
 from worker.native_slic.driver import run_kmeans
-from worker.native_slic.grid import make_grid
+
+from test_native_slic import TWO_CELLS, float32_oracle, midway_state, permuted_pairs, phantom, scrambled
 
 pytestmark = pytest.mark.gpu
 
@@ -39,28 +40,6 @@ def gpu(cp):
     return gpu_module
 
 
-def phantom(shape, channels, seed):
-    rng = np.random.default_rng(seed)
-    smooth = ndimage.gaussian_filter(rng.random(shape + (channels,)), sigma=(2.0,) * len(shape) + (0,))
-    smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min())
-    return np.clip(smooth + 0.05 * rng.standard_normal(smooth.shape), 0, 1).astype(np.float32)
-
-
-def midway(shape, channels, spacing, n_segments, use_mask, iterations=3):
-    image = phantom(shape, channels, seed=channels)
-    mask = ndimage.gaussian_filter(np.random.default_rng(1).random(shape), 2) > 0.5 if use_mask else None
-    grid = make_grid(shape, spacing, n_segments, mask)
-    image3 = image.reshape(grid.shape + (channels,))
-    mask3 = None if mask is None else mask.reshape(grid.shape)
-    weight = np.float32((0.1 / grid.step_mm) ** 2)
-    centres = grid.initial_centres(channels)
-    labels = np.full(grid.shape, -1, dtype=np.int32)
-    for _ in range(iterations):
-        reference.assign(image3, mask3, centres, grid, weight, labels)
-        centres = reference.update_centres(image3, labels, centres)
-    return image3, mask3, grid, weight, centres, labels
-
-
 STATES = [  # shape, channels, spacing, n_segments, mask
     ((17, 23, 11), 3, (1.0, 0.8, 2.5), 40, False),
     ((17, 23, 11), 1, (1.0, 1.0, 1.0), 40, True),
@@ -72,12 +51,9 @@ STATES = [  # shape, channels, spacing, n_segments, mask
 @pytest.mark.parametrize("scramble", [False, True], ids=["midway", "scrambled"])
 @pytest.mark.parametrize("shape, channels, spacing, n_segments, use_mask", STATES)
 def test_steps_match_the_twin(cp, gpu, shape, channels, spacing, n_segments, use_mask, scramble):
-    image, mask, grid, weight, centres, labels = midway(shape, channels, spacing, n_segments, use_mask)
+    image, mask, grid, weight, centres, labels = midway_state(shape, channels, spacing, n_segments, use_mask)
     if scramble:
-        rng = np.random.default_rng(n_segments)
-        centres = centres.copy()
-        centres[:, :3] = rng.uniform(-1, np.asarray(grid.shape), size=(len(centres), 3))
-        centres[:, 3:] = rng.random((len(centres), channels))
+        centres = scrambled(centres, grid, seed=n_segments)
     d_image, d_centres = cp.asarray(image), cp.asarray(centres)
     d_mask = None if mask is None else cp.asarray(mask)
     expected = labels.copy()
@@ -94,8 +70,15 @@ def test_steps_match_the_twin(cp, gpu, shape, channels, spacing, n_segments, use
                                     cpu.update_centres(image, expected, centres), maxulp=1)
 
 
+def test_rounding_decides_ties_identically(cp, gpu):
+    for image, centres in permuted_pairs(300, seed=0):
+        labels = cp.full(TWO_CELLS.shape, -1, dtype=cp.int32)
+        gpu.assign(cp.asarray(image), None, cp.asarray(centres), TWO_CELLS, np.float32(0.7), labels)
+        np.testing.assert_array_equal(labels.get(), float32_oracle(image, centres, TWO_CELLS, np.float32(0.7)))
+
+
 def test_kmeans_loop_matches_the_twin(cp, gpu):
-    image, mask, grid, weight, *_ = midway((48, 96, 80), 3, (3.0, 0.96, 0.96), 400, False, iterations=0)
+    image, mask, grid, weight, *_ = midway_state((48, 96, 80), 3, (3.0, 0.96, 0.96), 400, False, iterations=0)
     expected = run_kmeans(cpu, image, mask, grid, weight, 10)
     got = run_kmeans(gpu, cp.asarray(image), mask, grid, weight, 10).get()
     assert (got == expected).mean() >= 0.999  # one-ulp centre colours may flip near-ties
@@ -115,7 +98,7 @@ def test_connectivity_equals_the_cpu_pass(cp, gpu, shape, n_labels):
 
 
 def test_connectivity_on_superpixels(cp, gpu):
-    image, mask, grid, weight, *_ = midway((48, 96, 80), 3, (3.0, 0.96, 0.96), 400, False, iterations=0)
+    image, mask, grid, weight, *_ = midway_state((48, 96, 80), 3, (3.0, 0.96, 0.96), 400, False, iterations=0)
     labels = run_kmeans(cpu, image, mask, grid, weight, 10)
     got = gpu.enforce_connectivity(cp.asarray(labels), 50).get()
     np.testing.assert_array_equal(got, connectivity.enforce_connectivity(labels, 50))

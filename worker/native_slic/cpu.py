@@ -3,8 +3,8 @@
 Same layouts, arithmetic and tie rule as :mod:`.reference`. The assignment is
 cell-major: each thread takes one grid cell, whose voxels share the same 27
 candidate centres, and keeps a running best per voxel while it visits the
-candidates in increasing index order (branch-free selects, so the loops along
-the last axis vectorise). Centre sums are accumulated per fixed
+candidates in increasing index order (branch-free selects, so the loops over
+a cell's planes vectorise). Centre sums are accumulated per fixed
 row block (:func:`.grid.reduction_blocks`) and the blocks are added in order,
 so the float64 sums do not depend on the thread count.
 
@@ -28,8 +28,9 @@ _NO_MASK = np.ones((1, 1, 1), dtype=np.bool_)
 def _assign_kernel(image, mask, has_mask, centres, cell_centre, step, spacing, weight, labels):
     """Nearest-centre labels, one grid cell per task; returns the number of changed voxels.
 
-    The cell's voxels are copied channel-first so that the loops along the last
-    axis vectorise; the arithmetic is the reference's, term for term.
+    The cell's voxels are copied channel-first with each (axis 1, axis 2)
+    plane flattened, so the loops over a plane vectorise; the arithmetic is
+    the reference's, term for term.
     """
     n0, n1, n2, n_channels = image.shape
     g0, g1, g2 = cell_centre.shape
@@ -42,16 +43,17 @@ def _assign_kernel(image, mask, has_mask, centres, cell_centre, step, spacing, w
         m0 = (n0 if c0 == g0 - 1 else lo0 + step[0]) - lo0
         m1 = (n1 if c1 == g1 - 1 else lo1 + step[1]) - lo1
         m2 = (n2 if c2 == g2 - 1 else lo2 + step[2]) - lo2
-        pixels = np.empty((n_channels, m0, m1, m2), dtype=np.float32)
+        plane = m1 * m2
+        pixels = np.empty((n_channels, m0, plane), dtype=np.float32)
         for c in range(n_channels):
             for i0 in range(m0):
                 for i1 in range(m1):
                     for i2 in range(m2):
-                        pixels[c, i0, i1, i2] = image[lo0 + i0, lo1 + i1, lo2 + i2, c]
-        best = np.full((m0, m1, m2), np.inf, dtype=np.float32)
-        best_k = np.full((m0, m1, m2), -1, dtype=np.int32)
-        colour = np.empty(m2, dtype=np.float32)
-        sq2 = np.empty(m2, dtype=np.float32)
+                        pixels[c, i0, i1 * m2 + i2] = image[lo0 + i0, lo1 + i1, lo2 + i2, c]
+        best = np.full((m0, plane), np.inf, dtype=np.float32)
+        best_k = np.full((m0, plane), -1, dtype=np.int32)
+        colour = np.empty(plane, dtype=np.float32)
+        sq12 = np.empty(plane, dtype=np.float32)
         for o0 in range(-1, 2):
             q0 = c0 + o0
             if q0 < 0 or q0 >= g0:
@@ -67,37 +69,37 @@ def _assign_kernel(image, mask, has_mask, centres, cell_centre, step, spacing, w
                     k = cell_centre[q0, q1, q2]
                     if k < 0:
                         continue
-                    for i2 in range(m2):
-                        d2 = (np.float32(lo2 + i2) - centres[k, 2]) * spacing[2]
-                        sq2[i2] = d2 * d2
+                    for i1 in range(m1):
+                        d1 = (np.float32(lo1 + i1) - centres[k, 1]) * spacing[1]
+                        sq1 = d1 * d1
+                        for i2 in range(m2):
+                            d2 = (np.float32(lo2 + i2) - centres[k, 2]) * spacing[2]
+                            sq12[i1 * m2 + i2] = sq1 + d2 * d2
                     for i0 in range(m0):
                         d0 = (np.float32(lo0 + i0) - centres[k, 0]) * spacing[0]
                         sq0 = d0 * d0
-                        for i1 in range(m1):
-                            d1 = (np.float32(lo1 + i1) - centres[k, 1]) * spacing[1]
-                            sq01 = sq0 + d1 * d1
-                            mu = centres[k, 3]
-                            for i2 in range(m2):
-                                t = pixels[0, i0, i1, i2] - mu
-                                colour[i2] = t * t  # == 0 + t * t
-                            for c in range(1, n_channels):
-                                mu = centres[k, 3 + c]
-                                for i2 in range(m2):
-                                    t = pixels[c, i0, i1, i2] - mu
-                                    colour[i2] = colour[i2] + t * t
-                            for i2 in range(m2):
-                                dist = colour[i2] + weight * (sq01 + sq2[i2])
-                                old = best[i0, i1, i2]
-                                better = dist < old
-                                best[i0, i1, i2] = dist if better else old
-                                best_k[i0, i1, i2] = k if better else best_k[i0, i1, i2]
+                        mu = centres[k, 3]
+                        for j in range(plane):
+                            t = pixels[0, i0, j] - mu
+                            colour[j] = t * t  # == 0 + t * t
+                        for c in range(1, n_channels):
+                            mu = centres[k, 3 + c]
+                            for j in range(plane):
+                                t = pixels[c, i0, j] - mu
+                                colour[j] = colour[j] + t * t
+                        for j in range(plane):
+                            dist = colour[j] + weight * (sq0 + sq12[j])
+                            old = best[i0, j]
+                            better = dist < old
+                            best[i0, j] = dist if better else old
+                            best_k[i0, j] = k if better else best_k[i0, j]
         n_changed = 0
         for i0 in range(m0):
             for i1 in range(m1):
                 for i2 in range(m2):
                     if has_mask and not mask[lo0 + i0, lo1 + i1, lo2 + i2]:
                         continue
-                    k = best_k[i0, i1, i2]
+                    k = best_k[i0, i1 * m2 + i2]
                     if labels[lo0 + i0, lo1 + i1, lo2 + i2] != k:
                         labels[lo0 + i0, lo1 + i1, lo2 + i2] = k
                         n_changed += 1
@@ -127,8 +129,8 @@ def _sums_kernel(image, labels, n_centres, bounds):
                 for c in range(n_channels):
                     partial[b, k, 4 + c] += np.float64(image[i0, i1, i2, c])
     total = np.zeros((n_centres, n_feat), dtype=np.float64)
-    for k in prange(n_centres):
-        for b in range(n_blocks):
+    for b in range(n_blocks):
+        for k in range(n_centres):
             for f in range(n_feat):
                 total[k, f] += partial[b, k, f]
     return total

@@ -75,8 +75,8 @@ extern "C" __global__ void softlabel_slic_assign(
                     const float d0 = __fmul_rn(__fsub_rn(x0, centre[0]), sp0);
                     const float d1 = __fmul_rn(__fsub_rn(x1, centre[1]), sp1);
                     const float d2 = __fmul_rn(__fsub_rn(x2, centre[2]), sp2);
-                    const float space = __fadd_rn(__fadd_rn(__fmul_rn(d0, d0), __fmul_rn(d1, d1)),
-                                                  __fmul_rn(d2, d2));
+                    const float space = __fadd_rn(__fmul_rn(d0, d0),
+                                                  __fadd_rn(__fmul_rn(d1, d1), __fmul_rn(d2, d2)));
                     float colour = 0.0f;
                     for (int c = 0; c < SOFTLABEL_N_CHANNELS; ++c) {
                         const float t = __fsub_rn(pixel[c], centre[3 + c]);

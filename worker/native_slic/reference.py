@@ -15,7 +15,7 @@ Arithmetic of the distance, all float32 and in this order (no fused
 multiply-add)::
 
     d_a    = (float32(i_a) - centre_a) * spacing_a        a = 0, 1, 2
-    space  = (d_0 * d_0 + d_1 * d_1) + d_2 * d_2          mm^2
+    space  = d_0 * d_0 + (d_1 * d_1 + d_2 * d_2)          mm^2
     colour = ((0 + t_0 * t_0) + t_1 * t_1) + ...          t_c = image_c - centre_c
     D      = colour + weight * space                      weight = (compactness / S)^2
 
@@ -72,7 +72,7 @@ def assign(image: np.ndarray, mask: np.ndarray | None, centres: np.ndarray,
         k = np.where(valid, k, 0)
         cen = centres[k]  # (n0, n1, n2, 3 + C)
         d = [(coords[a] - cen[..., a]) * spacing[a] for a in range(3)]
-        space = (d[0] * d[0] + d[1] * d[1]) + d[2] * d[2]
+        space = d[0] * d[0] + (d[1] * d[1] + d[2] * d[2])
         colour = np.zeros(grid.shape, dtype=np.float32)
         for c in range(image.shape[-1]):
             t = image[..., c] - cen[..., 3 + c]

@@ -1,0 +1,27 @@
+"""Compile (or load) the native SLIC kernels once: ``python -m worker.native_slic``.
+
+Numba compiles the CPU kernels on their first call and caches them on disk
+(next to the sources, or in ``NUMBA_CACHE_DIR``; a user-wide cache when the
+package folder is read-only). Run this after installing, e.g. in the Docker
+image build, so that no study pays the compile; it prints how long it took.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .driver import native_slic
+
+
+def main() -> None:
+    start = time.perf_counter()
+    image = np.random.default_rng(0).random((12, 10, 8, 2), dtype=np.float32)
+    native_slic(image, n_segments=10, compactness=0.1)
+    native_slic(image, n_segments=10, compactness=0.1, enforce_connectivity=False)
+    print(f"native SLIC CPU kernels ready in {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
