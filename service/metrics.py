@@ -79,16 +79,25 @@ class RedisCollector(Collector):
         names = self.queue_names() if callable(self.queue_names) else self.queue_names
         return list(names)
 
+    def describe(self) -> Iterable[Metric]:
+        """The families without samples, so registering never touches Redis."""
+        return self._families()
+
+    def _families(self) -> list[Metric]:
+        return [
+            GaugeMetricFamily("softlabel_metrics_redis_up", "1 if this scrape could read Redis, else 0"),
+            GaugeMetricFamily("softlabel_queue_depth", "jobs waiting in the RQ queue (the list KEDA scales on)",
+                              labels=["queue"]),
+            GaugeMetricFamily("softlabel_jobs", "RQ jobs by status (queue list and job registries)",
+                              labels=["queue", "status"]),
+            GaugeMetricFamily("softlabel_workers", "RQ workers listening to the queue", labels=["queue"]),
+            HistogramMetricFamily("softlabel_job_stage_duration_seconds",
+                                  "seconds a job spent in each stage, by backend, summed over all workers",
+                                  labels=["stage", "backend"]),
+        ]  # fmt: skip
+
     def collect(self) -> Iterable[Metric]:
-        up = GaugeMetricFamily("softlabel_metrics_redis_up", "1 if this scrape could read Redis, else 0")
-        depth = GaugeMetricFamily("softlabel_queue_depth", "jobs waiting in the RQ queue (the list KEDA scales on)",
-                                  labels=["queue"])  # fmt: skip
-        jobs = GaugeMetricFamily("softlabel_jobs", "RQ jobs by status (queue list and job registries)",
-                                 labels=["queue", "status"])  # fmt: skip
-        workers = GaugeMetricFamily("softlabel_workers", "RQ workers listening to the queue", labels=["queue"])
-        stages = HistogramMetricFamily("softlabel_job_stage_duration_seconds",
-                                       "seconds a job spent in each stage, by backend, summed over all workers",
-                                       labels=["stage", "backend"])  # fmt: skip
+        up, depth, jobs, workers, stages = self._families()
         try:
             connection = self.redis_factory()
             for name in self._queues():

@@ -255,3 +255,10 @@ def test_redis_down_is_reported_not_raised(tmp_path: Path) -> None:
 def test_bucket_bounds_are_increasing_and_versioned() -> None:
     assert list(BUCKETS_S) == sorted(set(BUCKETS_S))
     assert ":v1:" in job_metrics.JOB_STAGE_KEY
+
+
+def test_installing_never_touches_redis() -> None:
+    def unreachable() -> redis.Redis:
+        raise AssertionError("Redis was contacted while the app was being built")
+
+    tiny_app(redis_factory=unreachable, queue_names=[QUEUE])
