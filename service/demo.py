@@ -13,7 +13,6 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from service.client import ApiError, SoftlabelClient
 
@@ -83,8 +82,7 @@ def run_demo(client: SoftlabelClient, out_dir: Path, console: Console) -> list[P
     if status != "finished":
         raise ValueError(f"{DATASET_ID}/{LABELSET}/{CASE_ID}: expected the job to finish, got {status}")
     paths = client.download_labelset(DATASET_ID, LABELSET, out_dir, what=("soft", "superpixels", "preview.png"))
-    table = Table("result", "file", title="softlabel demo", title_justify="left")
+    console.print(f"done: results in {out_dir.resolve()}", highlight=False, soft_wrap=True)
     for description, path in zip(("soft labels (X, Y, Z, K)", "superpixels", "preview"), paths):
-        table.add_row(description, str(path.resolve()))
-    console.print(table)
+        console.print(f"  {description:<26}{path.resolve()}", highlight=False, soft_wrap=True)
     return paths

@@ -17,7 +17,8 @@ from service import layout
 from service.datasets import Dataset, new_dataset, utc_now, write_dataset_json
 from service.errors import ApiError
 from service.schemas import DatasetCreate
-from service.storage import Storage, file_sha256
+from service.storage import Storage
+from worker.job_files import file_sha256
 from service.studies import StoredFile, Study
 from service.uploads import COPY_CHUNK_BYTES, UploadedFile
 from worker import nifti_io

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Protocol
 
 from worker.atomic import atomic_path, write_json_atomic
-
-HASH_CHUNK_BYTES = 1 << 20  # bytes read at a time when hashing
+from worker.job_files import file_sha256
 
 
 class Storage(Protocol):
@@ -61,20 +59,11 @@ class Storage(Protocol):
         """A private, empty local folder beside ``prefix``, removed on exit whatever happens."""
 
 
-def _check_key(key: str) -> PurePosixPath:
-    path = PurePosixPath(key)
-    if path.is_absolute() or not path.parts or any(part in ("", ".", "..") for part in path.parts):
-        raise ValueError(f"storage key: expected a relative path without '.' or '..' parts, got {key!r}")
-    return path
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a local file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _check_key(key: str) -> list[str]:
+    parts = key.split("/")
+    if not key or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"storage key: expected a relative path without empty, '.' or '..' parts, got {key!r}")
+    return parts
 
 
 class LocalStorage:
@@ -84,7 +73,7 @@ class LocalStorage:
         self.root = Path(root).resolve()
 
     def local_path(self, key: str) -> Path:
-        return self.root.joinpath(*_check_key(key).parts)
+        return self.root.joinpath(*_check_key(key))
 
     def read_json(self, key: str) -> Any | None:
         try:

@@ -27,7 +27,8 @@ from service.labelsets import list_labelsets, queue_studies
 from service.locks import dataset_lock
 from service.schemas import QueuedJobPublic
 from service.settings import Settings
-from service.storage import Storage, file_sha256
+from service.storage import Storage
+from worker.job_files import file_sha256
 from service.studies import StoredFile, Study
 from worker import nifti_io
 from worker.errors import InputError

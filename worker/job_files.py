@@ -9,14 +9,19 @@ from typing import Any
 HASH_CHUNK_BYTES = 1 << 20  # bytes read at a time when hashing
 
 
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a local file, read in chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while chunk := fh.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def file_record(path: str | Path) -> dict[str, Any]:
     """``{"file": name, "sha256": hex, "bytes": size}`` of a local file."""
     path = Path(path)
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return {"file": path.name, "sha256": digest.hexdigest(), "bytes": path.stat().st_size}
+    return {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size}
 
 
 def remove_partials(paths: list[str | Path]) -> None:
