@@ -1,0 +1,128 @@
+"""Service overhead and worker scaling on the CPU backend.
+
+N MRBrainS-size studies (48 x 240 x 240, 3 channels, 11 classes; ``synthetic_study``) go
+through upload, job and download with the embedded stack (Redis, the API under uvicorn and
+1 or 2 workers, each a process), and the same studies through ``worker.pipeline.soften_files``
+directly in this process, as the baseline. The labelset exists before the uploads, so jobs
+start while later studies upload, as they would for a labeling team.
+
+    python bench/service.py --studies 4 --workers 1 2
+
+Reports the engine's median seconds per study, each run's end-to-end wall time, seconds per
+study, overhead over the engine and throughput, plus the job's own time (from provenance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from service.client import SoftlabelClient
+from service.embedded import EmbeddedStack, admin_token
+from worker.config import SofteningConfig
+from worker.demo_data import synthetic_study, write_study
+from worker.pipeline import soften_files
+
+SHAPE = (48, 240, 240)  # MRBrainS-size volume
+CHANNELS = 3
+CLASSES = 11
+WORKER_READY_TIMEOUT_S = 120
+
+
+def make_studies(folder: Path, count: int) -> list[tuple[str, list[Path], Path]]:
+    studies = []
+    for index in range(count):
+        case = f"mrb{index:03d}"
+        images, label = write_study(synthetic_study(SHAPE, channels=CHANNELS, classes=CLASSES, seed=index), folder, case)
+        studies.append((case, images, label))
+    return studies
+
+
+def engine_baseline(studies: list[tuple[str, list[Path], Path]], out: Path) -> list[float]:
+    """Seconds per study for soften_files with superpixels written, after one warm-up run."""
+    config = SofteningConfig()
+    case, images, label = studies[0]
+    soften_files(images, label, out / "warmup.nii.gz", config=config, num_classes=CLASSES, backend="cpu")
+    times = []
+    for case, images, label in studies:
+        start = time.perf_counter()
+        soften_files(
+            images, label, out / f"{case}.nii.gz", config=config, num_classes=CLASSES,
+            superpixels_out=out / f"{case}_superpixels.nii.gz", backend="cpu",
+        )  # fmt: skip
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _wait_for_workers(client: SoftlabelClient, stack: EmbeddedStack, count: int) -> None:
+    """Workers are ready once they registered in Redis (after their warm-up)."""
+    import redis
+    from rq import Worker
+
+    connection = redis.Redis.from_url(stack.redis.url if stack.redis else os.environ["REDIS_URL"])
+    deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
+    while Worker.count(connection=connection) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{count} workers did not start within {WORKER_READY_TIMEOUT_S} s")
+        time.sleep(0.2)
+
+
+def service_run(studies: list[tuple[str, list[Path], Path]], workers: int, root: Path) -> dict:
+    """Upload, compute and download every study through the service; returns timings."""
+    data = root / f"data-{workers}w"
+    with EmbeddedStack(data_dir=data, port=0, workers=workers, backend="cpu", log_dir=data / "logs") as stack:
+        with SoftlabelClient(stack.api_url, admin_token(data)) as client:
+            _wait_for_workers(client, stack, workers)
+            names = {"background": 0} | {f"class_{c}": c for c in range(1, CLASSES)}
+            client.create_dataset(dataset_id="bench", name="bench", labels=names, channel_names={str(c): f"ch{c}" for c in range(CHANNELS)})
+            client.create_labelset("bench", "sp")
+            start = time.perf_counter()
+            for case, images, label in studies:
+                client.upload_study("bench", images=images, label=label, case_id=case)
+            uploaded = time.perf_counter() - start
+            client.watch("bench", "sp", poll_s=0.2)
+            computed = time.perf_counter() - start
+            client.download_labelset("bench", "sp", root / f"out-{workers}w")
+            total = time.perf_counter() - start
+        records = [json.loads(p.read_text()) for p in (data / "datasets/bench/labelsets/sp").glob("*.json")]
+    return {
+        "workers": workers, "wall_s": total, "uploads_done_s": uploaded, "jobs_done_s": computed,
+        "per_study_s": total / len(studies), "studies_per_min": 60 * len(studies) / total,
+        "job_total_s": statistics.median(r["timings_s"]["total"] for r in records),
+        "job_preview_s": statistics.median(r["timings_s"]["preview"] for r in records),
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--studies", type=int, default=4)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--json", type=Path, default=Path("bench/out/service.json"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="softlabel-bench-") as tmp:
+        root = Path(tmp)
+        studies = make_studies(root / "studies", args.studies)
+        (root / "engine").mkdir()
+        engine = engine_baseline(studies, root / "engine")
+        engine_median = statistics.median(engine)
+        runs = [service_run(studies, workers, root) for workers in args.workers]
+    print(f"engine (soften_files, this process): median {engine_median:.2f} s/study over {len(engine)} studies")
+    print("| workers | wall (s) | s/study | overhead vs engine | studies/min | job median (s) | preview (s) |")
+    print("|---|---|---|---|---|---|---|")
+    for run in runs:
+        overhead = run["per_study_s"] / engine_median - 1
+        print(
+            f"| {run['workers']} | {run['wall_s']:.1f} | {run['per_study_s']:.2f} | {overhead:+.1%} | "
+            f"{run['studies_per_min']:.2f} | {run['job_total_s']:.2f} | {run['job_preview_s']:.2f} |"
+        )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"engine_s": engine, "engine_median_s": engine_median, "runs": runs}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
