@@ -12,7 +12,7 @@ from types import ModuleType
 
 import numpy as np
 
-from .grid import SlicGrid, _array_module, make_grid
+from .grid import SlicGrid, array_module_of, make_grid
 
 BACKENDS = ("cpu", "gpu")
 IMPLEMENTATIONS = ("compiled", "reference")
@@ -104,7 +104,7 @@ def run_kmeans(impl: ModuleType, image, mask, grid: SlicGrid, weight: np.float32
     Arrays in the canonical 3D layout of :mod:`.reference`, on the device of
     ``impl``. Returns ``(n0, n1, n2)`` int32 centre indices (-1 off the mask).
     """
-    xp = _array_module(image)
+    xp = array_module_of(image)
     centres = xp.asarray(grid.initial_centres(image.shape[-1]))
     labels = xp.full(grid.shape, -1, dtype=np.int32)
     for it in range(max_num_iter):
@@ -117,7 +117,7 @@ def run_kmeans(impl: ModuleType, image, mask, grid: SlicGrid, weight: np.float32
 
 def _relabel_in_order(labels, n_centres: int):
     """Renumber the used centre indices to 0..M-1, keeping their order."""
-    xp = _array_module(labels)
+    xp = array_module_of(labels)
     valid = labels >= 0
     used = xp.bincount(labels[valid], minlength=n_centres) > 0
     new = (xp.cumsum(used) - 1).astype(np.int32)
@@ -130,7 +130,7 @@ def _implementation(image, backend: str, implementation: str) -> ModuleType:
         raise ValueError(f"expected backend in {BACKENDS}, got {backend!r}")
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"expected implementation in {IMPLEMENTATIONS}, got {implementation!r}")
-    on_gpu = _array_module(image) is not np
+    on_gpu = array_module_of(image) is not np
     if backend == "cpu":
         if on_gpu or not isinstance(image, np.ndarray):
             raise TypeError(f"expected a numpy.ndarray image for backend 'cpu', "
@@ -153,7 +153,7 @@ def _implementation(image, backend: str, implementation: str) -> ModuleType:
 def _checked(image, mask, spacing, n_segments, compactness, max_num_iter,
              min_size_factor, max_size_factor):
     """Validate the arguments; return float32 C-contiguous image, bool mask, spacing."""
-    xp = _array_module(image)
+    xp = array_module_of(image)
     if image.ndim not in (3, 4):
         raise ValueError(f"expected image of shape (X, Y, C) or (X, Y, Z, C), "
                          f"got shape {tuple(image.shape)}")
@@ -183,7 +183,7 @@ def _checked(image, mask, spacing, n_segments, compactness, max_num_iter,
                          f"got {max_size_factor!r}")
     image = xp.ascontiguousarray(image, dtype=np.float32)
     if mask is not None:
-        if _array_module(mask) is not xp:
+        if array_module_of(mask) is not xp:
             raise TypeError(f"expected mask on the same device as image, "
                             f"got {type(mask).__module__}.{type(mask).__name__}")
         if tuple(mask.shape) != image.shape[:-1]:

@@ -150,7 +150,7 @@ def make_grid(spatial_shape: tuple[int, ...], spacing_mm: tuple[float, ...],
 
 def _cells_with_mask(mask, step: tuple[int, int, int], n_cells: list[int]) -> np.ndarray:
     """``(g0, g1, g2)`` bool: which cells hold a mask voxel (NumPy or CuPy mask)."""
-    xp = _array_module(mask)
+    xp = array_module_of(mask)
     cell_axes = [xp.minimum(xp.arange(s) // t, g - 1)
                  for s, t, g in zip(mask.shape, step, n_cells)]
     flat = ((cell_axes[0][:, None, None] * n_cells[1] + cell_axes[1][None, :, None])
@@ -160,7 +160,7 @@ def _cells_with_mask(mask, step: tuple[int, int, int], n_cells: list[int]) -> np
     return (counts > 0).reshape(n_cells)
 
 
-def _array_module(array):
+def array_module_of(array):
     """``numpy`` for host arrays, ``cupy`` for device arrays."""
     if type(array).__module__.startswith("cupy"):
         import cupy

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grid import _array_module
+from .grid import array_module_of
 
 
 def components_from_roots(root, shape: tuple[int, int, int]):
@@ -27,7 +27,7 @@ def components_from_roots(root, shape: tuple[int, int, int]):
     which must be the component's smallest flat index (``-1`` off the mask).
     Returns ``shape`` int64 ids numbered in C order of first voxels, ``-1`` kept.
     """
-    xp = _array_module(root)
+    xp = array_module_of(root)
     is_root = root == xp.arange(root.size, dtype=root.dtype)
     rank = xp.cumsum(is_root, dtype=np.int64) - 1
     return xp.where(root >= 0, rank[xp.maximum(root, 0)], -1).reshape(shape)
@@ -35,7 +35,7 @@ def components_from_roots(root, shape: tuple[int, int, int]):
 
 def merge_targets(comp, sizes, min_size: int):
     """Merge target of each component (int64 id), ``-1`` for a kept one."""
-    xp = _array_module(comp)
+    xp = array_module_of(comp)
     n_comp = len(sizes)
     small = sizes < min_size
     keys = []
@@ -61,7 +61,7 @@ def merge_targets(comp, sizes, min_size: int):
 
 def final_labels(target):
     """int32 final label of each component, given its merge target."""
-    xp = _array_module(target)
+    xp = array_module_of(target)
     kept = target < 0
     new = xp.cumsum(kept) - 1
     root = xp.where(kept, xp.arange(len(target)), target)
@@ -75,13 +75,13 @@ def final_labels(target):
 
 def apply(comp, final):
     """Label map ``(n0, n1, n2)`` int32 from component ids, ``-1`` kept."""
-    xp = _array_module(comp)
+    xp = array_module_of(comp)
     return xp.where(comp >= 0, final[xp.maximum(comp, 0)], -1).astype(np.int32)
 
 
 def merge_small_components(comp, min_size: int):
     """Connected, merged labels 0..M-1 from a component map (see module docstring)."""
-    xp = _array_module(comp)
+    xp = array_module_of(comp)
     valid = comp >= 0
     sizes = xp.bincount(comp[valid]) if bool(valid.any()) else xp.zeros(0, dtype=np.int64)
     return apply(comp, final_labels(merge_targets(comp, sizes, min_size)))
