@@ -108,7 +108,7 @@ def _merge_targets(comp, sizes, min_size):
     for task in prange(n_tasks):
         nb = np.empty(6 * max(min_size, 1), dtype=np.int64)  # neighbour ids
         faces = np.empty(6 * max(min_size, 1), dtype=np.int64)  # shared faces
-        for a in range(task, len(sizes), n_tasks):
+        for a in range(task * len(sizes) // n_tasks, (task + 1) * len(sizes) // n_tasks):
             if sizes[a] >= min_size:
                 continue
             n_nb = 0
