@@ -67,14 +67,15 @@ def measure(volume: str, image, truth, spacing, n_segments, compactness) -> dict
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| volume | n_segments | compactness | segments sk / native | BR sk | BR native | BR ratio "
-             "| UE sk | UE native | UE ratio | within 5% |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| UE sk | UE native | UE ratio | within 5% | > 3x mean % sk / native |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         sk, nat = r["skimage"], r["native"]
         lines.append(f"| {r['volume']} | {r['n_segments']} | {r['compactness']} | {sk['segments']} / {nat['segments']} "
                      f"| {sk['boundary_recall']:.4f} | {nat['boundary_recall']:.4f} | {r['br_ratio']:.3f} "
                      f"| {sk['underseg_error']:.4f} | {nat['underseg_error']:.4f} | {r['ue_ratio']:.3f} "
-                     f"| {'yes' if r['within_5pct'] else 'NO'} |")
+                     f"| {'yes' if r['within_5pct'] else 'NO'} "
+                     f"| {sk['over_3x_mean_pct']:.2f} / {nat['over_3x_mean_pct']:.2f} |")
     return "\n".join(lines)
 
 
