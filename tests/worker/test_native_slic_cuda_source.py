@@ -13,25 +13,34 @@
    cover the CUDA compiler, the device's arithmetic, or races between
    threads (the union-find's atomicMin retries only matter there);
    ``test_native_slic_gpu.py`` does, on a GPU.
+3. ``native_slic(..., backend="gpu")`` runs end to end on a stand-in ``cupy``
+   module: NumPy arrays of a subclass that claims to be ``cupy.ndarray``, and a
+   ``RawModule`` that compiles the source with g++ and runs launches thread by
+   thread. This exercises the Python side of the GPU path (gpu.py, the driver,
+   grid.py and merge.py on "device" arrays) but not CuPy's own semantics.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import re
 import shutil
 import subprocess
+import sys
+import types
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from worker.native_slic import cuda_kernels, reference
+import worker.native_slic
+from worker.native_slic import cuda_kernels, native_slic, reference
 from worker.native_slic.driver import run_kmeans
 from worker.native_slic.grid import make_grid
 from worker.native_slic.merge import components_from_roots, merge_small_components
 
-from test_native_slic import TWO_CELLS, float32_oracle, midway_state, permuted_pairs, scrambled
+from test_native_slic import TWO_CELLS, blob_mask, float32_oracle, midway_state, permuted_pairs, phantom, scrambled
 
 SHIM = r"""
 #include <cstring>
@@ -219,3 +228,85 @@ def test_nvcc_compiles_without_fused_multiply_add(tmp_path):
     for name in cuda_kernels.CCL_KERNEL_NAMES:
         assert f".entry {name}(" in text["ccl"]
     assert not re.search(r"\bfma\.rn\.f32\b", text["slic"])
+
+
+def make_fake_cupy(compile_source):
+    """A stand-in ``cupy`` module: NumPy underneath, kernels run by the emulator."""
+    fake = types.ModuleType("cupy")
+
+    class ndarray(np.ndarray):
+        def get(self):
+            return np.asarray(self).copy()
+
+    ndarray.__module__ = "cupy"
+
+    def wrap(value):
+        if isinstance(value, np.ndarray):
+            return value.view(ndarray)
+        if isinstance(value, tuple):
+            return tuple(wrap(v) for v in value)
+        return value
+
+    def module_getattr(name):
+        obj = getattr(np, name)
+        if callable(obj) and not isinstance(obj, type):
+            return functools.wraps(obj)(lambda *a, **k: wrap(obj(*a, **k)))
+        return obj
+
+    class RawModule:
+        def __init__(self, code, options=()):
+            self.lib = compile_source(code)
+
+        def get_function(self, name):
+            def kernel(grid, block, args):
+                launch(self.lib, name, None, tuple(np.asarray(a) if isinstance(a, ndarray) else a for a in args),
+                       threads=(grid[0], block[0]))
+            return kernel
+
+    fake.__getattr__ = module_getattr
+    fake.ndarray = ndarray
+    fake.RawModule = RawModule
+    fake.RawKernel = object
+    fake.memoize = lambda for_each_device=False: functools.lru_cache(maxsize=None)
+    return fake
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch, tmp_path):
+    """Install the stand-in cupy; forget worker.native_slic.gpu afterwards."""
+    if shutil.which("g++") is None:
+        pytest.skip("g++ not found: cannot emulate the CUDA kernels on the host")
+    built = {}
+
+    def compile_source(code):
+        if code not in built:
+            src, lib = tmp_path / f"k{len(built)}.cpp", tmp_path / f"k{len(built)}.so"
+            src.write_text(SHIM + code)
+            subprocess.run(["g++", "-O2", "-std=c++14", "-ffp-contract=off", "-shared", "-fPIC", str(src), "-o", str(lib)],
+                           check=True, capture_output=True)
+            built[code] = ctypes.CDLL(str(lib))
+        return built[code]
+
+    fake = make_fake_cupy(compile_source)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    yield fake
+    sys.modules.pop("worker.native_slic.gpu", None)
+    if hasattr(worker.native_slic, "gpu"):
+        delattr(worker.native_slic, "gpu")
+
+
+@pytest.mark.parametrize("use_mask", [False, True])
+@pytest.mark.parametrize("spatial, channels, spacing", [((17, 23, 11), 2, (1.0, 0.8, 2.5)), ((29, 31), 1, None)])
+def test_gpu_path_end_to_end_on_emulated_cupy(fake_cupy, spatial, channels, spacing, use_mask):
+    image = phantom(spatial, channels, seed=4)
+    mask = blob_mask(spatial, seed=6) if use_mask else None
+    kwargs = dict(n_segments=30, compactness=0.1, spacing=spacing)
+    expected = native_slic(image, mask=mask, **kwargs)
+    device_mask = None if mask is None else fake_cupy.asarray(mask)
+    got = native_slic(fake_cupy.asarray(image), mask=device_mask, backend="gpu", **kwargs)
+    assert isinstance(got, fake_cupy.ndarray) and got.dtype == np.int32
+    np.testing.assert_array_equal(got.get(), expected)
+    no_connectivity = native_slic(fake_cupy.asarray(image), mask=device_mask, backend="gpu",
+                                  enforce_connectivity=False, **kwargs)
+    np.testing.assert_array_equal(no_connectivity.get(), native_slic(image, mask=mask, enforce_connectivity=False,
+                                                                     **kwargs))
