@@ -26,7 +26,6 @@ import httpx
 
 DEFAULT_TIMEOUT_S = 300.0  # seconds per request (uploads and downloads of large studies)
 DOWNLOAD_CHUNK_BYTES = 1 << 20  # bytes written at a time
-FINAL_STATES = ("finished", "failed", "canceled", "missing")
 
 
 class ApiError(Exception):

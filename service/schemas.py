@@ -216,7 +216,7 @@ class ManifestPublic(BaseModel):
 
 
 class JobProgress(BaseModel):
-    stage: str | None = Field(None, description="read, normalise, superpixels, soften, write, preview")
+    stage: str | None = Field(None, description="started, read, normalise, superpixels, soften, write, preview, done")
     fraction: float = Field(0.0, ge=0, le=1)
 
 

@@ -42,7 +42,7 @@ class _Reporter:
         if job is not None:
             job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
             job.meta.pop("error", None)
-            job.meta["progress"] = {"stage": "queued", "fraction": 0.0}
+            job.meta["progress"] = {"stage": "started", "fraction": 0.0}
             job.save_meta()
 
     def progress(self, stage: str, fraction: float) -> None:
