@@ -18,13 +18,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
 
 .PHONY: demo test
 demo: $(VENV)/.installed-core
-	$(VENV)/bin/softlabel demo-study --out $(DEMO_OUT)/study
-	$(VENV)/bin/softlabel soften --image $(DEMO_OUT)/study/imagesTr/mni152_001_0000.nii.gz \
-		--label $(DEMO_OUT)/study/labelsTr/mni152_001.nii.gz --classes 4 \
-		--out $(DEMO_OUT)/mni152_001_soft.nii.gz --save-superpixels $(DEMO_OUT)/mni152_001_superpixels.nii.gz
-	$(VENV)/bin/softlabel preview --image $(DEMO_OUT)/study/imagesTr/mni152_001_0000.nii.gz \
-		--label $(DEMO_OUT)/study/labelsTr/mni152_001.nii.gz --soft $(DEMO_OUT)/mni152_001_soft.nii.gz \
-		--superpixels $(DEMO_OUT)/mni152_001_superpixels.nii.gz --out $(DEMO_OUT)/mni152_001_preview.png
+	$(VENV)/bin/softlabel demo --out $(DEMO_OUT)
 
 test: $(VENV)/.installed-dev
 	$(VENV)/bin/python -m pytest
