@@ -84,6 +84,7 @@ def test_load_config_toml(tmp_path):
         load_config(tmp_path / "missing.toml")
 
 
+@pytest.mark.slow
 def test_tiny_experiment_end_to_end(tmp_path, monkeypatch):
     pytest.importorskip("monai")
     from trainer.cli import app

@@ -77,6 +77,7 @@ def test_resume_continues_exactly(tmp_path, service):
     assert [h["train"] for h in a["history"]] == [h["train"] for h in b["history"]]
 
 
+@pytest.mark.slow
 def test_cli_train_then_evaluate_offline(tmp_path, service):
     _, truth_dir = service
     run = tmp_path / "cli-run"
