@@ -54,6 +54,7 @@ def nnunet_folder(root: Path, cases: int) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_client_upload_watch_manifest_and_verified_resumable_downloads(client, settings, tmp_path):
     body = dataset_body("d1")
     client.create_dataset(name=body["name"], labels=body["labels"], channel_names=body["channel_names"], dataset_id="d1")
@@ -133,6 +134,7 @@ def test_importing_an_nnunet_zip(client, settings, tmp_path):
     assert sorted(p.name for p in (settings.data_dir / "datasets").iterdir()) == before  # nothing left over
 
 
+@pytest.mark.slow
 def test_cli_commands_a_labeling_team_uses(server, settings, tmp_path, monkeypatch):
     monkeypatch.setenv("SOFTLABEL_API_URL", server)
     monkeypatch.setenv("SOFTLABEL_TOKEN", ADMIN)

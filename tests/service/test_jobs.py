@@ -33,6 +33,7 @@ def counts(api, dataset, name):
     return api.get(f"/v1/datasets/{dataset}/labelsets/{name}").json()["counts"]
 
 
+@pytest.mark.slow
 def test_soft_label_of_an_uploaded_study_equals_the_engine_output(api, dataset, settings, tmp_path):
     files = write_tiny_study(tmp_path / "in", "c001", seed=3)
     uploaded = upload(api, dataset, files)
@@ -121,6 +122,7 @@ def test_twenty_studies_two_workers_none_computed_twice(api, dataset, settings, 
     assert counts(api, dataset, "sp")["finished"] == counts(api, dataset, "twin")["finished"] == 21
 
 
+@pytest.mark.slow
 def test_manifest_lists_every_file_with_its_sha256(api, dataset, settings, tmp_path):
     first = upload(api, dataset, write_tiny_study(tmp_path / "in", "a", seed=1))
     api.post(f"/v1/datasets/{dataset}/labelsets", json={"name": "g", "method": "gaussian", "params": {"sigma": 1.5}})
@@ -145,6 +147,7 @@ def test_manifest_lists_every_file_with_its_sha256(api, dataset, settings, tmp_p
     assert api.get(f"/v1/datasets/{dataset}/labelsets/g/studies/a/preview.png").status_code == 200
 
 
+@pytest.mark.slow
 def test_a_failed_job_reports_its_error_is_not_retried_and_can_be_retried_by_hand(api, dataset, settings, tmp_path):
     upload(api, dataset, write_tiny_study(tmp_path / "in", "c1"))
     label = settings.data_dir / "datasets" / dataset / "labelsTr" / "c1.nii.gz"
