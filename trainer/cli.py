@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 app = typer.Typer(help="Train and evaluate U-Nets on soft labels; score segmentations.", no_args_is_help=True)
+TokenOption = Annotated[Optional[str], typer.Option("--token", envvar="SOFTLABEL_TOKEN", help="Service bearer token.")]
 
 
 def _service_errors() -> tuple[type[Exception], ...]:
@@ -57,7 +58,7 @@ def make_benchmark_command(
     upload: Annotated[bool, typer.Option("--upload", help="Upload images and perturbed labels to the service as a dataset.")] = False,
     api: Annotated[str, typer.Option("--api", help="Service root URL (with --upload).")] = "http://127.0.0.1:8000",
     dataset_id: Annotated[str, typer.Option("--dataset-id", help="Dataset id on the service (with --upload).")] = "mni-bench",
-    token: Annotated[Optional[str], typer.Option("--token", envvar="SOFTLABEL_TOKEN", help="Bearer token (write scope).")] = None,
+    token: TokenOption = None,
 ) -> None:
     """Write the MNI152 benchmark with perturbed training annotations and clean truth."""
     from trainer.benchmark_data import write_benchmark
@@ -79,20 +80,6 @@ def make_benchmark_command(
                 upload_benchmark(client, out, dataset_id=dataset_id, log=typer.echo)
         except _service_errors() as exc:
             raise _fail(exc) from None
-
-
-TokenOption = Annotated[Optional[str], typer.Option("--token", envvar="SOFTLABEL_TOKEN", help="Service bearer token (read scope).")]
-
-
-def _read_mapping(path: Path) -> dict:
-    """A TOML (``.toml``) or JSON file of config fields."""
-    import tomllib
-
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ValueError(f"{path}: file: expected a config file, got no such file") from None
-    return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
 
 
 @app.command("train")
@@ -120,7 +107,7 @@ def train_command(
     token: TokenOption = None,
 ) -> None:
     """Train a U-Net on a labelset pulled from the service, then evaluate it on the test split."""
-    from trainer.config import TrainConfig
+    from trainer.config import TrainConfig, read_fields
     from trainer.run import load_training_data, train_and_evaluate
 
     options = {
@@ -130,7 +117,7 @@ def train_command(
         "patch_size": tuple(int(p) for p in patch_size.split(",")) if patch_size else None,
     }
     try:
-        fields = _read_mapping(config) if config else {}
+        fields = read_fields(config) if config else {}
         cfg = TrainConfig(**{**fields, **{k: v for k, v in options.items() if v is not None}})
         data = load_training_data(cfg, token=token)
         result = train_and_evaluate(cfg, out, data=data, resume=resume)

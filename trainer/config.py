@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import tomllib
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from trainer.losses import parse_spec
+
+
+def read_fields(path: Path) -> dict[str, Any]:
+    """The fields in a TOML (``.toml``) or JSON file; a missing file is a ValueError naming it."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file: expected a config file, got no such file") from None
+    return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
 
 
 class TrainConfig(BaseModel):

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, read_fields
 from trainer.losses import parse_spec
 from trainer.metrics import METRICS
 
@@ -76,13 +75,7 @@ class ExperimentConfig(BaseModel):
 
 def load_config(path: Path) -> ExperimentConfig:
     """Read an experiment file; ``.toml`` or ``.json``. Relative paths stay relative to the cwd."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ValueError(f"{path}: file: expected an experiment config, got no such file") from None
-    data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    return ExperimentConfig(**data)
+    return ExperimentConfig(**read_fields(path))
 
 
 def run_dir(cfg: ExperimentConfig, method: MethodSpec, loss: str, seed: int) -> Path:

@@ -39,6 +39,11 @@ def plot_curves(history: Sequence[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _middle_slice(a: np.ndarray) -> np.ndarray:
+    """(X, Y) as is; the middle axial slice of (X, Y, Z)."""
+    return a[:, :, a.shape[2] // 2] if a.ndim == 3 else a
+
+
 def plot_overlays(rows: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]], path: Path, *, num_classes: int) -> None:
     """One row per case: image, truth and prediction of its middle axial slice.
 
@@ -47,12 +52,11 @@ def plot_overlays(rows: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]]
     plt = _pyplot()
     fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)), squeeze=False)
     for (case_id, image, truth, pred), ax in zip(rows, axes):
-        z = image.shape[2] // 2 if image.ndim == 3 else None
-        pick = (lambda a: a[:, :, z]) if z is not None else (lambda a: a)
-        ax[0].imshow(pick(image).T, cmap="gray", origin="lower")
+        ax[0].imshow(_middle_slice(image).T, cmap="gray", origin="lower")
         for a, lab, title in ((ax[1], truth, "truth"), (ax[2], pred, "prediction")):
-            a.imshow(pick(image).T, cmap="gray", origin="lower")
-            a.imshow(np.ma.masked_equal(pick(lab), 0).T, cmap="tab10", vmin=0, vmax=max(num_classes - 1, 1), alpha=0.5, origin="lower")
+            a.imshow(_middle_slice(image).T, cmap="gray", origin="lower")
+            a.imshow(np.ma.masked_equal(_middle_slice(lab), 0).T, cmap="tab10", vmin=0, vmax=max(num_classes - 1, 1),
+                     alpha=0.5, origin="lower")
             a.set_title(f"{case_id} {title}", fontsize=8)
         ax[0].set_title(f"{case_id} image", fontsize=8)
         for a in ax:

@@ -139,7 +139,7 @@ def train(cfg: TrainConfig, data: TrainingData, run_dir: Path, *, resume: bool =
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         rng.bit_generator.state = state["rng"]["numpy"]
-        torch.set_rng_state(state["rng"]["torch"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())  # map_location may have moved it
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
 
     meta = {

@@ -7,8 +7,11 @@ import pytest
 from trainer.datasets import Case, CaseFiles, PatchSampler, boundary_mask, default_patch_size, load_case, split_cases
 
 
-def _write(tmp_path, name, data, affine=np.diag([0.8, 1.2, 2.5, 1.0]), slope=None):
-    img = nib.Nifti1Image(data, affine)
+AFFINE = np.diag([0.8, 1.2, 2.5, 1.0])
+
+
+def _write(tmp_path, name, data, slope=None):
+    img = nib.Nifti1Image(data, AFFINE)
     if slope:
         img.header.set_slope_inter(slope, 0.0)
     nib.save(img, tmp_path / name)
