@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from service import cli as service_cli
+from trainer import cli as trainer_cli
 from worker import cli as worker_cli
 from worker import queue_worker
 
@@ -23,3 +24,5 @@ for command in service_cli.app.registered_commands:
     app.registered_commands.append(command)
 for group in service_cli.app.registered_groups:
     app.registered_groups.append(group)
+for command in trainer_cli.app.registered_commands:
+    app.registered_commands.append(command)
