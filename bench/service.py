@@ -6,7 +6,7 @@ through upload, job and download with the embedded stack (Redis, the API under u
 directly in this process, as the baseline. The labelset exists before the uploads, so jobs
 start while later studies upload, as they would for a labeling team.
 
-    python bench/service.py --studies 4 --workers 1 2
+    python bench/service.py --studies 6 --workers 1 2
 
 Reports the engine's median seconds per study, each run's end-to-end wall time, seconds per
 study, its ratio to the engine and throughput, plus the job's own median time, its preview

@@ -59,7 +59,7 @@ def reports_errors(func: F) -> F:
             return func(*args, **kwargs)
         except ApiError as exc:
             console.print(f"[red]error:[/red] {exc.status}: {exc.detail}", highlight=False, soft_wrap=True)
-        except (ChecksumError, TimeoutError, ValueError) as exc:
+        except (ChecksumError, TimeoutError, ValueError, RuntimeError) as exc:
             console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         except httpx.TransportError as exc:
             console.print(
