@@ -25,7 +25,7 @@ from worker.atomic import write_json_atomic
 from worker.backend import to_host
 from worker.errors import InputError
 from worker.job_payload import SoftenJobPayload
-from worker.pipeline import SoftenResult, soften_files
+from worker.pipeline import ProgressFn, SoftenResult, soften_files
 from worker.preview import render_preview
 from worker.queue_recovery import job_lease
 from worker.queue_settings import BACKEND_ENV, WorkerSettings
@@ -85,7 +85,7 @@ def run_soften_job(
     spec: SoftenJobPayload,
     *,
     backend: str = "auto",
-    progress: Any = None,
+    progress: ProgressFn | None = None,
     job_id: str | None = None,
     attempt: int = 1,
 ) -> dict[str, Any]:
