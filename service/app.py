@@ -11,10 +11,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.api.deps import ReadScope, redis_for
 from service.api.main import api_router
 from service.api.routes import health
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimit
+from service.metrics import install_metrics
 from service.settings import Settings, get_settings
 from worker import __version__
 
@@ -49,4 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(api_router)
+    install_metrics(
+        app, redis_factory=lambda: redis_for(current().redis_url), queue_names=lambda: [current().queue],
+        dependencies=[ReadScope],
+    )  # fmt: skip
     return app

@@ -36,7 +36,7 @@ EpsOpt = Annotated[float, typer.Option("--eps", help="label smoothing epsilon")]
 DistanceOpt = Annotated[str, typer.Option("--distance", help="voxel | mm: unit of distances and sigma")]
 NormalizeOpt = Annotated[bool, typer.Option("--normalize", help="divide each voxel's K probabilities by their sum")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="uint8 (scl_slope 1/255) | float32")]
-SlicOpt = Annotated[str, typer.Option("--slic", help="skimage | native (ours)")]
+SlicOpt = Annotated[str, typer.Option("--slic", help="native (ours: Numba on the CPU, CUDA on the GPU) | skimage (the reference)")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="auto | cpu | gpu")]
 
 
@@ -111,7 +111,7 @@ def soften(
     save_superpixels: Annotated[Optional[Path], typer.Option("--save-superpixels", help="write the superpixel map here")] = None,
     superpixels: Annotated[Optional[Path], typer.Option("--superpixels", help="reuse this superpixel map")] = None,
     dtype: DtypeOpt = "uint8",
-    slic: SlicOpt = "skimage",
+    slic: SlicOpt = "native",
     backend: BackendOpt = "auto",
 ) -> None:
     """Soften one study's label map."""
@@ -140,7 +140,7 @@ def soften_dataset(
     normalize: NormalizeOpt = False,
     save_superpixels: Annotated[bool, typer.Option("--save-superpixels", help="also write <case>_superpixels.nii.gz")] = False,
     dtype: DtypeOpt = "uint8",
-    slic: SlicOpt = "skimage",
+    slic: SlicOpt = "native",
     backend: BackendOpt = "auto",
 ) -> None:
     """Soften every case of an nnU-Net raw dataset; finished cases are skipped (resumable)."""

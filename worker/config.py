@@ -32,7 +32,7 @@ class SofteningConfig(BaseModel):
     n_segments: int = Field(DEFAULT_N_SEGMENTS, ge=1, description="SLIC superpixel count (superpixel only)")
     compactness: float = Field(DEFAULT_COMPACTNESS, gt=0, description="SLIC compactness (superpixel only)")
     max_num_iter: int = Field(10, ge=1, le=100, description="SLIC iterations (superpixel only)")
-    slic: SlicImplementation = Field("skimage", description="SLIC implementation: scikit-image or ours")
+    slic: SlicImplementation = Field("native", description="SLIC implementation: ours (default) or scikit-image's")
     sigma: float = Field(1.0, gt=0, description="Gaussian std in voxels, or mm with distance='mm' (gaussian only)")
     eps: float = Field(0.1, ge=0, le=1, description="label smoothing epsilon (smoothing only)")
     distance: DistanceUnit = Field("voxel", description="distance unit for superpixel distances and gaussian sigma")

@@ -22,8 +22,9 @@ from rq.job import Job
 
 from worker import __version__, nifti_io
 from worker.atomic import write_json_atomic
-from worker.backend import to_host
+from worker.backend import release_device_memory, to_host
 from worker.errors import InputError
+from worker.job_metrics import record_job_timings
 from worker.job_payload import SoftenJobPayload
 from worker.pipeline import ProgressFn, SoftenResult, soften_files
 from worker.preview import render_preview
@@ -65,7 +66,7 @@ def soften_study(payload: dict[str, Any]) -> dict[str, Any]:
     reporter = _Reporter(job)
     with job_lease(job, ttl_s=WorkerSettings().lease_ttl_s):
         try:
-            return run_soften_job(
+            summary = run_soften_job(
                 spec, backend=os.environ.get(BACKEND_ENV, "auto"), progress=reporter.progress,
                 job_id=job.id if job else None, attempt=int(job.meta["attempts"]) if job else 1,
             )  # fmt: skip
@@ -75,6 +76,9 @@ def soften_study(payload: dict[str, Any]) -> dict[str, Any]:
         except Exception as exc:
             reporter.fail(f"{type(exc).__name__}: {exc}", retry=True)
             raise
+    if job is not None and not summary.get("reused") and not summary.get("discarded"):
+        record_job_timings(summary["timings_s"], backend=summary["backend"], connection=job.connection)
+    return summary
 
 
 def _now() -> str:
@@ -111,6 +115,9 @@ def run_soften_job(
     preview_start = time.perf_counter()
     _write_preview(spec, result)
     timings["preview"] = time.perf_counter() - preview_start
+    ran_on = result.backend
+    del result  # drop the device arrays before the pool is emptied
+    release_device_memory(ran_on)
     if not Path(spec.label_path).exists():  # the study was deleted while this job ran
         for path in (out.soft, out.superpixels, out.preview):
             Path(path).unlink(missing_ok=True)
@@ -123,7 +130,7 @@ def run_soften_job(
         "dataset_id": spec.dataset_id, "labelset": spec.labelset, "case_id": spec.case_id,
         "job_id": job_id, "attempt": attempt, "worker": f"{socket.gethostname()}:{os.getpid()}",
         "engine_version": __version__, "method": spec.config.method, "params": params,
-        "config": spec.config.model_dump(mode="json"), "num_classes": spec.num_classes, "backend": result.backend,
+        "config": spec.config.model_dump(mode="json"), "num_classes": spec.num_classes, "backend": ran_on,
         "inputs": inputs, "outputs": outputs, "timings_s": {k: round(v, 4) for k, v in timings.items()},
         "started_at": started_at, "finished_at": _now(),
     }  # fmt: skip

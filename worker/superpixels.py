@@ -20,7 +20,7 @@ def compute_superpixels(
     n_segments: int,
     compactness: float,
     spacing: Sequence[float] | None,
-    slic: str = "skimage",
+    slic: str = "native",
     max_num_iter: int = 10,
 ) -> Any:
     """SLIC superpixels of a normalised multi-channel image.
