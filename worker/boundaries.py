@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from worker.backend import array_module, backend_of
+
+
+def _face_neighbour_views(ndim: int) -> Iterator[tuple[tuple[slice, ...], tuple[slice, ...]]]:
+    """Per axis, the slices (lower, upper) that pair every voxel with its next face neighbour."""
+    for axis in range(ndim):
+        lower = [slice(None)] * ndim
+        upper = [slice(None)] * ndim
+        lower[axis] = slice(0, -1)
+        upper[axis] = slice(1, None)
+        yield tuple(lower), tuple(upper)
 
 
 def face_boundary(mask: Any) -> Any:
@@ -16,14 +27,9 @@ def face_boundary(mask: Any) -> Any:
     """
     xp = array_module(backend_of(mask))
     outside_neighbour = xp.zeros(mask.shape, dtype=bool)
-    for axis in range(mask.ndim):
-        lower = [slice(None)] * mask.ndim
-        upper = [slice(None)] * mask.ndim
-        lower[axis] = slice(0, -1)
-        upper[axis] = slice(1, None)
-        lower_t, upper_t = tuple(lower), tuple(upper)
-        outside_neighbour[lower_t] |= ~mask[upper_t]
-        outside_neighbour[upper_t] |= ~mask[lower_t]
+    for lower, upper in _face_neighbour_views(mask.ndim):
+        outside_neighbour[lower] |= ~mask[upper]
+        outside_neighbour[upper] |= ~mask[lower]
     return mask & outside_neighbour
 
 
@@ -32,12 +38,8 @@ def label_boundaries(label: Any) -> Any:
     ``face_boundary(label == c)``, in one pass. label: int (X, Y[, Z]); returns bool."""
     xp = array_module(backend_of(label))
     other_neighbour = xp.zeros(label.shape, dtype=bool)
-    for axis in range(label.ndim):
-        lower = [slice(None)] * label.ndim
-        upper = [slice(None)] * label.ndim
-        lower[axis] = slice(0, -1)
-        upper[axis] = slice(1, None)
-        differs = label[tuple(lower)] != label[tuple(upper)]
-        other_neighbour[tuple(lower)] |= differs
-        other_neighbour[tuple(upper)] |= differs
+    for lower, upper in _face_neighbour_views(label.ndim):
+        differs = label[lower] != label[upper]
+        other_neighbour[lower] |= differs
+        other_neighbour[upper] |= differs
     return other_neighbour
