@@ -7,8 +7,9 @@ Cases (``worker.demo_data``, normalised per channel as in the pipeline, no mask)
 * ``syn11``: synthetic 48x240x240, 3 channels, 11 classes, 3.0 x 0.96 x 0.96 mm;
 * ``mni152``: the MNI152 brain, 197x233x189, 1 channel, 1 mm.
 
-Each timing is the median of ``--repeats`` runs after one warm-up run (scikit-image:
-``--sk-repeats``). ``--backend gpu`` also times the CuPy kernels (the device is
+Each timing is the median (and the minimum) of ``--repeats`` runs after one warm-up run
+(scikit-image: ``--sk-repeats``); the 1-minute load average at the end of each case is
+printed too, since other processes on the machine slow the 2-thread Numba code most. ``--backend gpu`` also times the CuPy kernels (the device is
 synchronised before each clock read; the image is already on the device).
 
 First-run cost is measured in fresh processes (``python -c``): ``import`` plus the first
@@ -54,7 +55,8 @@ print(imported - start, done - imported)
 """
 
 
-def median_time(run, repeats: int, sync=lambda: None) -> float:
+def timings(run, repeats: int, sync=lambda: None) -> dict:
+    """Median and minimum seconds over ``repeats`` runs after one warm-up run."""
     run()
     sync()
     times = []
@@ -63,7 +65,7 @@ def median_time(run, repeats: int, sync=lambda: None) -> float:
         run()
         sync()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return {"median_s": statistics.median(times), "min_s": min(times)}
 
 
 def first_run_cost() -> dict:
@@ -87,19 +89,20 @@ def time_case(name: str, repeats: int, sk_repeats: int, backend: str) -> dict:
     image = normalize_channels(study.image)
     kw = dict(n_segments=N_SEGMENTS, compactness=COMPACTNESS, spacing=spacing)
     row = {"case": name, "shape": list(image.shape), "n_segments": N_SEGMENTS, "compactness": COMPACTNESS}
-    row["skimage_s"] = median_time(lambda: slic(image, channel_axis=-1, convert2lab=False, start_label=0,
-                                                spacing=np.asarray(spacing), **{k: kw[k] for k in ("n_segments", "compactness")}),
-                                   sk_repeats)
-    row["native_cpu_s"] = median_time(lambda: native_slic(image, **kw), repeats)
+    row["skimage"] = timings(lambda: slic(image, channel_axis=-1, convert2lab=False, start_label=0,
+                                          spacing=np.asarray(spacing), n_segments=N_SEGMENTS,
+                                          compactness=COMPACTNESS), sk_repeats)
+    row["native_cpu"] = timings(lambda: native_slic(image, **kw), repeats)
     if name == "small":
-        row["reference_cpu_s"] = median_time(lambda: native_slic(image, implementation="reference", **kw), 1)
+        row["reference_cpu"] = timings(lambda: native_slic(image, implementation="reference", **kw), 1)
     if backend == "gpu":
         import cupy
 
         device_image = cupy.asarray(image)
         sync = cupy.cuda.Device().synchronize
-        row["native_gpu_s"] = median_time(lambda: native_slic(device_image, backend="gpu", **kw), repeats, sync)
-    row["speedup_cpu"] = row["skimage_s"] / row["native_cpu_s"]
+        row["native_gpu"] = timings(lambda: native_slic(device_image, backend="gpu", **kw), repeats, sync)
+    row["speedup_cpu_median"] = row["skimage"]["median_s"] / row["native_cpu"]["median_s"]
+    row["load_average_1min"] = os.getloadavg()[0]
     return row
 
 
