@@ -10,10 +10,12 @@ $(VENV)/bin/python:
 
 $(VENV)/.installed-core: pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet -e .
+	$(VENV)/bin/python -m worker.native_slic  # compile the Numba kernels once, at install
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet -e '.[dev,train]'
+	$(VENV)/bin/python -m worker.native_slic  # compile the Numba kernels once, at install
 	touch $@ $(VENV)/.installed-core
 
 .PHONY: demo test

@@ -16,6 +16,7 @@ COPY service ./service
 COPY worker ./worker
 COPY trainer ./trainer
 RUN pip install --no-cache-dir . \
+ && python -m worker.native_slic \
  && pip check
 
 FROM python:3.11.11-slim-bookworm AS runtime

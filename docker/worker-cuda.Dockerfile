@@ -24,6 +24,7 @@ COPY service ./service
 COPY worker ./worker
 COPY trainer ./trainer
 RUN pip install --no-cache-dir "/src[gpu]" \
+ && python -m worker.native_slic \
  && pip check
 
 FROM nvidia/cuda:12.6.3-runtime-ubuntu24.04 AS runtime

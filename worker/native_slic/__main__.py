@@ -1,4 +1,6 @@
-"""Compile (or load) the native SLIC kernels once: ``python -m worker.native_slic``.
+"""Compile (or load) the engine's Numba kernels once: ``python -m worker.native_slic``.
+
+The native SLIC kernels and the CPU distance transform (``worker.edt_cpu``).
 
 Numba compiles the CPU kernels on their first call and caches them on disk
 (next to the sources, or in ``NUMBA_CACHE_DIR``; a user-wide cache when the
@@ -12,6 +14,8 @@ import time
 
 import numpy as np
 
+from worker.edt_cpu import distance_transform_edt
+
 from .driver import native_slic
 
 
@@ -20,7 +24,8 @@ def main() -> None:
     image = np.random.default_rng(0).random((12, 10, 8, 2), dtype=np.float32)
     native_slic(image, n_segments=10, compactness=0.1)
     native_slic(image, n_segments=10, compactness=0.1, enforce_connectivity=False)
-    print(f"native SLIC CPU kernels ready in {time.perf_counter() - start:.1f} s")
+    distance_transform_edt(image[..., 0] > 0.5, (1.0, 2.0, 0.5))
+    print(f"native SLIC and distance-transform CPU kernels ready in {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":
