@@ -13,7 +13,11 @@ Two modes, each case in a fresh process so peak RSS is the case's own:
   write), one process per run, against the naive pipeline (scikit-image SLIC plus the naive
   softening) in its own process per run, alternating, medians over --repeats.
 
-    python bench/engine.py [--mode stages|end-to-end] [--cases syn11,syn100,mni152] [--repeats 3] [--slic skimage|native]
+    python bench/engine.py [--mode stages|end-to-end] [--cases syn11,syn100,mni152] [--repeats 3]
+                           [--slic skimage|native] [--backend cpu|gpu|auto]
+
+``--backend`` picks where our path runs (the naive method is the CPU reference, always);
+``bench/gpu_bench.py`` is the GPU benchmark with its own targets.
 """
 
 from __future__ import annotations
@@ -55,8 +59,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_stages(case: str, repeats: int, slic: str) -> dict:
+def run_stages(case: str, repeats: int, slic: str, backend: str) -> dict:
     """Child process body of the ``stages`` mode."""
+    from worker.backend import to_host
     from worker.config import SofteningConfig
     from worker.nifti_io import read_study
     from worker.pipeline import soften_files
@@ -68,12 +73,12 @@ def run_stages(case: str, repeats: int, slic: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
             result = soften_files(meta["images"], meta["label"], Path(tmp) / "soft.nii.gz", config=config,
-                                  num_classes=meta["num_classes"], backend="cpu")  # fmt: skip
+                                  num_classes=meta["num_classes"], backend=backend)  # fmt: skip
             for stage, seconds in result.timings_s.items():
                 per_stage.setdefault(stage, []).append(seconds)
     pipeline_rss = peak_rss_mb()
     study = read_study(meta["images"], meta["label"], num_classes=meta["num_classes"])
-    superpixels = result.superpixels
+    superpixels = to_host(result.superpixels)
     timings = {"restricted": [], "naive": []}
     outputs = {}
     for _ in range(repeats):
@@ -83,7 +88,7 @@ def run_stages(case: str, repeats: int, slic: str) -> dict:
             timings[name].append(time.perf_counter() - start)
     return {
         "case": case, "shape": meta["shape"], "channels": meta["channels"], "classes": meta["num_classes"],
-        "superpixels": int(superpixels.max()) + 1, "slic": slic,
+        "superpixels": int(superpixels.max()) + 1, "slic": slic, "backend": result.backend,
         "stages_s": {k: statistics.median(v) for k, v in per_stage.items()},
         "soften_restricted_s": statistics.median(timings["restricted"]),
         "soften_naive_s": statistics.median(timings["naive"]),
@@ -120,12 +125,12 @@ def timed_process(cmd: list[str]) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024
 
 
-def run_end_to_end(case: str, repeats: int, slic: str) -> dict:
+def run_end_to_end(case: str, repeats: int, slic: str, backend: str) -> dict:
     meta = prepare(case)
     softlabel = str(Path(sys.executable).with_name("softlabel"))
     with tempfile.TemporaryDirectory() as tmp:
         ours = [softlabel, "soften", "--label", meta["label"], "--classes", str(meta["num_classes"]),
-                "--out", f"{tmp}/ours.nii.gz", "--slic", slic, "--backend", "cpu"]  # fmt: skip
+                "--out", f"{tmp}/ours.nii.gz", "--slic", slic, "--backend", backend]  # fmt: skip
         for image in meta["images"]:
             ours += ["--image", image]
         naive = [sys.executable, __file__, "--naive-run", case, "--out", f"{tmp}/naive.nii.gz"]
@@ -133,7 +138,7 @@ def run_end_to_end(case: str, repeats: int, slic: str) -> dict:
         for _ in range(repeats):
             runs["ours"].append(timed_process(ours))
             runs["naive"].append(timed_process(naive))
-    summary = {"case": case, "classes": meta["num_classes"], "slic": slic}
+    summary = {"case": case, "classes": meta["num_classes"], "slic": slic, "backend": backend}
     for name, values in runs.items():
         summary[f"{name}_s"] = statistics.median(v[0] for v in values)
         summary[f"{name}_runs_s"] = [round(v[0], 2) for v in values]
@@ -147,7 +152,8 @@ def main() -> None:
     parser.add_argument("--mode", choices=("stages", "end-to-end"), default="stages")
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--slic", choices=("skimage", "native"), default="skimage")
+    parser.add_argument("--slic", choices=("skimage", "native"), default="native")
+    parser.add_argument("--backend", choices=("cpu", "gpu", "auto"), default="cpu")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--naive-run", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -156,16 +162,17 @@ def main() -> None:
         run_naive_pipeline(args.naive_run, args.out)
         return
     if args.child:
-        print(json.dumps(run_stages(args.child, args.repeats, args.slic)))
+        print(json.dumps(run_stages(args.child, args.repeats, args.slic, args.backend)))
         return
     for case in args.cases.split(","):
         prepare(case)
         if args.mode == "stages":
-            cmd = [sys.executable, __file__, "--child", case, "--repeats", str(args.repeats), "--slic", args.slic]
+            cmd = [sys.executable, __file__, "--child", case, "--repeats", str(args.repeats), "--slic", args.slic,
+                   "--backend", args.backend]  # fmt: skip
             result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
             result["soften_speedup"] = result["soften_naive_s"] / result["soften_restricted_s"]
         else:
-            result = run_end_to_end(case, args.repeats, args.slic)
+            result = run_end_to_end(case, args.repeats, args.slic, args.backend)
         print(json.dumps(result), flush=True)
 
 
