@@ -20,7 +20,7 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
-from worker import __version__, nifti_io
+from worker import __version__
 from worker.atomic import write_json_atomic
 from worker.backend import release_device_memory, to_host
 from worker.errors import InputError
@@ -156,11 +156,11 @@ def _summary(record: dict[str, Any], *, reused: bool) -> dict[str, Any]:
 
 def _write_preview(spec: SoftenJobPayload, result: SoftenResult) -> None:
     """Channel 0, the label, the soft labels and superpixels of the most softened slice."""
-    study = nifti_io.read_study(spec.image_paths[:1], spec.label_path, num_classes=spec.num_classes)
+    study = result.study  # as soften_files read it: no second read of the inputs
     soft = to_host(result.soft)
     spatial3d = soft.shape[:-1] if soft.ndim == 4 else soft.shape[:-1] + (1,)
     superpixels = to_host(result.superpixels).reshape(spatial3d) if result.superpixels is not None else None
     render_preview(
-        study.image.reshape(spatial3d + (-1,)), study.label.reshape(spatial3d), soft.reshape(spatial3d + (-1,)),
+        study.image[..., :1].reshape(spatial3d + (1,)), study.label.reshape(spatial3d), soft.reshape(spatial3d + (-1,)),
         spec.outputs.preview, superpixels=superpixels,
     )  # fmt: skip

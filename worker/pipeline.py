@@ -36,6 +36,7 @@ class SoftenResult:
     superpixels: Any | None  # int32 (X, Y[, Z]) or None for methods that need none
     backend: ResolvedBackend
     timings_s: dict[str, float] = field(default_factory=dict)  # wall seconds per stage
+    study: nifti_io.Study | None = None  # the inputs as read, when they came from files
 
 
 class _Stages:
@@ -153,4 +154,5 @@ def soften_files(
         if superpixels_out is not None and result.superpixels is not None:
             nifti_io.write_label_map(superpixels_out, to_host(result.superpixels), affine=study.affine)
     result.timings_s = stages.timings_s
+    result.study = study
     return result

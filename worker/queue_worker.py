@@ -38,24 +38,26 @@ def warm_up() -> None:
     """Run the engine and the preview once on a tiny phantom, so forked work horses inherit
     imported modules, loaded compiled kernels and caches instead of paying for them per job.
 
-    It runs scikit-image's SLIC, not ours: our SLIC runs Numba's parallel (OpenMP) threads,
-    and GNU OpenMP aborts a child forked from a process that already started them. The work
-    horse starts its own threads; the parent never does.
+    Our SLIC runs Numba's parallel threads, and GNU OpenMP (Numba's default layer where it is
+    present) aborts a child forked from a process that started them, so this first selects
+    Numba's fork-safe threading layer (TBB if installed, else its workqueue).
     """
     import tempfile
 
+    import numba
     import numpy as np
 
     from worker.config import SofteningConfig
     from worker.pipeline import soften_arrays
     from worker.preview import render_preview
 
+    numba.config.THREADING_LAYER = "forksafe"
     rng = np.random.default_rng(0)
     image = rng.random(WARM_UP_SHAPE + (1,), dtype=np.float32)
     label = np.zeros(WARM_UP_SHAPE, dtype=np.uint8)
     label[3:9, 4:10, 2:8] = 1
     result = soften_arrays(
-        image, label, config=SofteningConfig(n_segments=8, slic="skimage"), num_classes=2, spacing_mm=(1.0, 1.0, 1.0), backend="cpu"
+        image, label, config=SofteningConfig(n_segments=8), num_classes=2, spacing_mm=(1.0, 1.0, 1.0), backend="cpu"
     )
     with tempfile.TemporaryDirectory() as tmp:
         render_preview(image, label, result.soft, Path(tmp) / "warm-up.png", superpixels=result.superpixels)
