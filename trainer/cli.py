@@ -26,7 +26,7 @@ def _service_errors() -> tuple[type[Exception], ...]:
 
 def _fail(exc: Exception) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(code=2)
+    return typer.Exit(code=1)  # bad input or service error, as every softlabel command
 
 
 @app.command("metrics")

@@ -70,6 +70,6 @@ def test_float_labels_with_whole_values_are_accepted(maps):
 def test_errors_name_the_file(maps, make, match):
     _, truth, tmp = maps
     res = run("--pred", make(tmp), "--truth", truth)
-    assert res.exit_code == 2
+    assert res.exit_code == 1
     assert res.output.startswith("error: ")
     assert re.search(match, res.output)

@@ -100,9 +100,9 @@ def test_cli_train_then_evaluate_offline(tmp_path, service):
 def test_cli_train_reports_bad_input(tmp_path, service):
     res = CliRunner().invoke(app, ["train", "--api", API, "--dataset", "d1", "--labelset", "nope", "--model", "unet2d",
                                    "--cache-dir", str(tmp_path / "c")])
-    assert res.exit_code == 2 and "manifest: 404: not found" in res.output
+    assert res.exit_code == 1 and "manifest: 404: not found" in res.output
     res = CliRunner().invoke(app, ["train", "--dataset", "d1", "--labelset", "sp", "--loss", "ce+kl+ce"])
-    assert res.exit_code == 2 and "expected each term once" in res.output
+    assert res.exit_code == 1 and "expected each term once" in res.output
 
 
 def test_kl_needs_finished_soft_labels(tmp_path, service):
