@@ -18,24 +18,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
-from worker.boundaries import label_boundaries
 from worker.config import DEFAULT_COMPACTNESS, DEFAULT_N_SEGMENTS, SofteningConfig
 from worker.demo_data import mni152_study, synthetic_study
+from worker.native_slic.quality import boundary_recall
 from worker.normalize import normalize_channels
 from worker.preview import render_preview
 from worker.softeners import soften_label
 from worker.superpixels import compute_superpixels
 
 SWEEP = [(500, 0.1), (1000, 0.1), (2000, 0.1), (3500, 0.1), (2000, 0.01), (2000, 1.0)]
-
-
-def boundary_recall(label: np.ndarray, superpixels: np.ndarray) -> float:
-    """Fraction of label-boundary voxels within 1 voxel (Chebyshev) of a superpixel boundary."""
-    truth = label_boundaries(label)
-    found = ndimage.binary_dilation(label_boundaries(superpixels), structure=np.ones((3,) * label.ndim, bool))
-    return float((truth & found).sum() / truth.sum())
 
 
 def measure(name: str, study, spacing: tuple[float, ...], n_segments: int, compactness: float) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -52,7 +44,7 @@ def measure(name: str, study, spacing: tuple[float, ...], n_segments: int, compa
         "volume": name, "n_segments": n_segments, "compactness": compactness, "superpixels": count,
         "mean_size_mm3": float(np.prod(study.label.shape) * np.prod(spacing) / count),
         "softened_foreground_pct": 100 * float(((own < 1) & foreground).sum() / foreground.sum()),
-        "boundary_recall_pct": 100 * boundary_recall(study.label, superpixels),
+        "boundary_recall_pct": 100 * boundary_recall(superpixels, study.label),
         "slic_s": slic_s,
     }  # fmt: skip
     return row, superpixels, soft

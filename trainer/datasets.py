@@ -20,6 +20,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from worker.boundaries import label_boundaries
+
 
 @dataclass(frozen=True)
 class CaseFiles:
@@ -115,19 +117,6 @@ def save_splits(splits: dict[str, list[str]], path: Path) -> None:
     path.write_text(json.dumps(splits, indent=2))
 
 
-def boundary_mask(label: np.ndarray) -> np.ndarray:
-    """Voxels whose label differs from at least one face neighbour's (inside the image)."""
-    out = np.zeros(label.shape, bool)
-    for axis in range(label.ndim):
-        diff = np.diff(label, axis=axis) != 0
-        lo = [slice(None)] * label.ndim
-        hi = [slice(None)] * label.ndim
-        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
-        out[tuple(lo)] |= diff
-        out[tuple(hi)] |= diff
-    return out
-
-
 class PatchSampler:
     """Random training patches from cases in memory, favouring foreground and boundaries.
 
@@ -161,7 +150,7 @@ class PatchSampler:
         self.fractions = (foreground_fraction, boundary_fraction)
         self.with_soft = with_soft
         self.foreground = [np.flatnonzero(c.label > 0) for c in self.cases]
-        self.boundary = [np.flatnonzero(boundary_mask(c.label)) for c in self.cases]
+        self.boundary = [np.flatnonzero(label_boundaries(c.label)) for c in self.cases]
 
     def _centre(self, k: int, rng: np.random.Generator) -> tuple[int, ...]:
         case = self.cases[k]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from worker.atomic import atomic_path
+from worker.boundaries import label_boundaries
 
 PANEL_MIN_PX = 240  # small slices are enlarged (nearest neighbour) to at least this height
 TITLE_PX = 18  # title band above each panel
@@ -36,16 +37,6 @@ def _colour_map(name: str, n: int) -> np.ndarray:
     import matplotlib
 
     return (matplotlib.colormaps[name].resampled(n)(np.arange(n))[:, :3] * 255).astype(np.uint8)
-
-
-def _boundaries(ids: np.ndarray) -> np.ndarray:
-    """Pixels with a 4-neighbour of another id (2D)."""
-    edge = np.zeros(ids.shape, dtype=bool)
-    edge[:-1] |= ids[:-1] != ids[1:]
-    edge[1:] |= ids[:-1] != ids[1:]
-    edge[:, :-1] |= ids[:, :-1] != ids[:, 1:]
-    edge[:, 1:] |= ids[:, :-1] != ids[:, 1:]
-    return edge
 
 
 def render_preview(
@@ -84,9 +75,9 @@ def render_preview(
     grey_rgb = np.repeat((np.clip((grey - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)[..., None], 3, -1)
     q = view(soft[..., c])
     if superpixels is not None:
-        edges, second_title = _boundaries(view(superpixels)), "superpixel boundaries"
+        edges, second_title = label_boundaries(view(superpixels)), "superpixel boundaries"
     else:
-        edges, second_title = _boundaries((q > 0) & (q < 1)), f"softened region, class {c}"
+        edges, second_title = label_boundaries((q > 0) & (q < 1)), f"softened region, class {c}"
     overlay = grey_rgb.copy()
     overlay[edges] = BOUNDARY_RGB
     labels_rgb = _colour_map("tab20", 20)[view(label).astype(np.int64) % 20]

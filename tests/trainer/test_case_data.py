@@ -4,8 +4,15 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from trainer.datasets import Case, CaseFiles, PatchSampler, boundary_mask, default_patch_size, load_case, split_cases
-
+from trainer.datasets import (
+    Case,
+    CaseFiles,
+    PatchSampler,
+    default_patch_size,
+    load_case,
+    split_cases,
+)
+from worker.boundaries import label_boundaries as boundary_mask
 
 AFFINE = np.diag([0.8, 1.2, 2.5, 1.0])
 

@@ -19,25 +19,15 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-
-def boundary_map(labels: np.ndarray) -> np.ndarray:
-    """Voxels with a face neighbour of a different label (bool, same shape)."""
-    out = np.zeros(labels.shape, dtype=bool)
-    for axis in range(labels.ndim):
-        lo = (slice(None),) * axis + (slice(None, -1),)
-        hi = (slice(None),) * axis + (slice(1, None),)
-        differ = labels[lo] != labels[hi]
-        out[lo] |= differ
-        out[hi] |= differ
-    return out
+from worker.boundaries import label_boundaries
 
 
 def boundary_recall(superpixels: np.ndarray, truth: np.ndarray) -> float:
     """Fraction of ``truth`` boundary voxels within 1 voxel of a superpixel boundary."""
-    truth_edge = boundary_map(truth)
+    truth_edge = label_boundaries(truth)
     if superpixels.min() < 0:
         truth_edge &= superpixels >= 0
-    near = ndimage.binary_dilation(boundary_map(superpixels),
+    near = ndimage.binary_dilation(label_boundaries(superpixels),
                                    structure=np.ones((3,) * superpixels.ndim, dtype=bool))
     n_edge = int(truth_edge.sum())
     return float((truth_edge & near).sum() / n_edge) if n_edge else 1.0
