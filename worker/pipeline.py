@@ -76,7 +76,6 @@ def soften_arrays(
     superpixels: np.ndarray | None = None,
     backend: str = "auto",
     progress: ProgressFn | None = None,
-    _stages: _Stages | None = None,
 ) -> SoftenResult:
     """Soft labels for in-memory arrays (host NumPy in, device arrays out).
 
@@ -85,7 +84,7 @@ def soften_arrays(
     """
     resolved = resolve_backend(backend)
     xp = array_module(resolved)
-    stages = _stages or _Stages(progress, resolved)
+    stages = _Stages(progress, resolved)
     sp = None
     if config.method == "superpixel":
         if superpixels is not None:
@@ -146,13 +145,13 @@ def soften_files(
         spacing_mm=study.spacing_mm,
         superpixels=given_sp,
         backend=resolved,
-        _stages=stages,
+        progress=progress,
     )
     with stages.stage("write"):
         stored = to_host(nifti_io.quantize_soft_labels(result.soft, config.dtype))  # the one copy out
         nifti_io.write_soft_labels(out_path, stored, affine=study.affine)
         if superpixels_out is not None and result.superpixels is not None:
             nifti_io.write_label_map(superpixels_out, to_host(result.superpixels), affine=study.affine)
-    result.timings_s = stages.timings_s
+    result.timings_s = {"read": stages.timings_s["read"], **result.timings_s, "write": stages.timings_s["write"]}
     result.study = study
     return result
