@@ -63,13 +63,18 @@ class DatasetCreate(BaseModel):
         return self
 
 
-class DatasetPublic(BaseModel):
+class ManifestDataset(BaseModel):
+    """What a trainer needs to know of a dataset: its classes and channels."""
+
     id: str
     name: str
     labels: dict[str, int]
     num_classes: int
     channel_names: dict[str, str]
     ignore_classes: list[int]
+
+
+class DatasetPublic(ManifestDataset):
     num_studies: int
     labelsets: list[str]
     created_at: str
@@ -187,15 +192,6 @@ class ManifestStudy(BaseModel):
     label: ManifestFile
     soft: ManifestFile | None = Field(description="null until the study is finished")
     status: StudyStatus
-
-
-class ManifestDataset(BaseModel):
-    id: str
-    name: str
-    labels: dict[str, int]
-    num_classes: int
-    channel_names: dict[str, str]
-    ignore_classes: list[int]
 
 
 class ManifestLabelset(BaseModel):
