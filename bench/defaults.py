@@ -27,13 +27,14 @@ from worker.preview import render_preview
 from worker.softeners import soften_label
 from worker.superpixels import compute_superpixels
 
+SLIC = "skimage"  # the reference implementation the defaults were chosen with (docs/defaults.md)
 SWEEP = [(500, 0.1), (1000, 0.1), (2000, 0.1), (3500, 0.1), (2000, 0.01), (2000, 1.0)]
 
 
 def measure(name: str, study, spacing: tuple[float, ...], n_segments: int, compactness: float) -> tuple[dict, np.ndarray, np.ndarray]:
     normalised = normalize_channels(study.image)
     start = time.perf_counter()
-    superpixels = compute_superpixels(normalised, n_segments=n_segments, compactness=compactness, spacing=spacing)
+    superpixels = compute_superpixels(normalised, n_segments=n_segments, compactness=compactness, spacing=spacing, slic=SLIC)
     slic_s = time.perf_counter() - start
     soft = soften_label(study.label, config=SofteningConfig(n_segments=n_segments, compactness=compactness),
                         num_classes=study.num_classes, spacing_mm=spacing, superpixels=superpixels)  # fmt: skip
