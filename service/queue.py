@@ -20,6 +20,7 @@ from rq.serializers import JSONSerializer
 from service.schemas import JobProgress, JobPublic, StudyStatus
 from service.settings import Settings
 from worker.job_payload import SOFTEN_JOB, SoftenJobPayload
+from worker.job_stop import clear_stop_requests, request_stop
 
 RETRY_INTERVALS_S = [10, 30, 60]  # seconds before the 1st, 2nd and 3rd retry
 ACTIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.CREATED}
@@ -83,6 +84,7 @@ def enqueue(queue: Queue, payloads: Iterable[SoftenJobPayload], settings: Settin
     for job in fetch_jobs(queue.connection, ids).values():
         if job is not None:
             job.delete()  # an ended job of an earlier attempt; active ones are never passed here
+    clear_stop_requests(queue.connection, ids)
     retry = Retry(max=settings.job_retries, interval=RETRY_INTERVALS_S) if settings.job_retries else None
     batch = [
         Queue.prepare_data(
@@ -98,8 +100,10 @@ def enqueue(queue: Queue, payloads: Iterable[SoftenJobPayload], settings: Settin
 
 
 def cancel(connection: redis.Redis, job: Job) -> None:
-    """Cancel a queued job, or ask its worker to stop a running one."""
+    """Cancel a queued job, or stop a running one: a forking worker kills its work horse at
+    once, a non-forking one stops the job at its next stage (``worker.job_stop``)."""
     if job.get_status() == JobStatus.STARTED:
+        request_stop(connection, job.id)
         try:
             send_stop_job_command(connection, job.id, serializer=JSONSerializer)
         except InvalidJobOperation:  # it ended meanwhile

@@ -26,6 +26,7 @@ from worker.backend import release_device_memory, to_host
 from worker.errors import InputError
 from worker.job_metrics import record_job_timings
 from worker.job_payload import SoftenJobPayload
+from worker.job_stop import JobStopped, stop_requested
 from worker.pipeline import ProgressFn, SoftenResult, soften_files
 from worker.preview import render_preview
 from worker.queue_recovery import job_lease
@@ -36,7 +37,7 @@ ENGINE_SHARE = 0.95  # fraction of a job's progress given to soften_files; the p
 
 
 class _Reporter:
-    """Progress, attempts and errors in the RQ job's meta (a no-op outside RQ)."""
+    """Progress, attempts and errors in the RQ job's meta, and stop requests (a no-op outside RQ)."""
 
     def __init__(self, job: Job | None) -> None:
         self.job = job
@@ -47,7 +48,11 @@ class _Reporter:
             job.save_meta()
 
     def progress(self, stage: str, fraction: float) -> None:
+        """Record the stage reached; raises JobStopped if someone asked the job to stop."""
         if self.job is not None:
+            # "done" comes after the provenance record: the job has finished, too late to stop.
+            if stage != "done" and stop_requested(self.job.connection, self.job.id):
+                raise JobStopped(f"stopped on request before stage {stage!r}")
             self.job.meta["progress"] = {"stage": stage, "fraction": round(fraction, 4)}
             self.job.save_meta()
 
@@ -70,7 +75,7 @@ def soften_study(payload: dict[str, Any]) -> dict[str, Any]:
                 spec, backend=os.environ.get(BACKEND_ENV, "auto"), progress=reporter.progress,
                 job_id=job.id if job else None, attempt=int(job.meta["attempts"]) if job else 1,
             )  # fmt: skip
-        except InputError as exc:
+        except (InputError, JobStopped) as exc:
             reporter.fail(str(exc), retry=False)
             raise
         except Exception as exc:
@@ -105,22 +110,25 @@ def run_soften_job(
         return _summary(previous, reused=True)
     started_at, start = _now(), time.perf_counter()
     with_superpixels = spec.config.method == "superpixel"
-    result = soften_files(
-        spec.image_paths, spec.label_path, out.soft, config=spec.config, num_classes=spec.num_classes,
-        superpixels_out=out.superpixels if with_superpixels else None, backend=backend, max_voxels=spec.max_voxels,
-        progress=lambda stage, fraction: report(stage, fraction * ENGINE_SHARE),
-    )  # fmt: skip
-    timings = dict(result.timings_s)
-    report("preview", ENGINE_SHARE)
-    preview_start = time.perf_counter()
-    _write_preview(spec, result)
-    timings["preview"] = time.perf_counter() - preview_start
+    try:
+        result = soften_files(
+            spec.image_paths, spec.label_path, out.soft, config=spec.config, num_classes=spec.num_classes,
+            superpixels_out=out.superpixels if with_superpixels else None, backend=backend,
+            max_voxels=spec.max_voxels, progress=lambda stage, fraction: report(stage, fraction * ENGINE_SHARE),
+        )  # fmt: skip
+        timings = dict(result.timings_s)
+        report("preview", ENGINE_SHARE)
+        preview_start = time.perf_counter()
+        _write_preview(spec, result)
+        timings["preview"] = time.perf_counter() - preview_start
+    except JobStopped:
+        _remove_outputs(spec)  # none of them is a result without this run's provenance record
+        raise
     ran_on = result.backend
     del result  # drop the device arrays before the pool is emptied
     release_device_memory(ran_on)
     if not Path(spec.label_path).exists():  # the study was deleted while this job ran
-        for path in (out.soft, out.superpixels, out.preview):
-            Path(path).unlink(missing_ok=True)
+        _remove_outputs(spec)
         return {"discarded": True}
     timings["total"] = time.perf_counter() - start
     outputs = {"soft": file_record(out.soft), "preview": file_record(out.preview)}
@@ -137,6 +145,13 @@ def run_soften_job(
     write_json_atomic(out.provenance, record)
     report("done", 1.0)
     return _summary(record, reused=False)
+
+
+def _remove_outputs(spec: SoftenJobPayload) -> None:
+    """Delete this study's outputs, a stale provenance record included."""
+    out = spec.outputs
+    for path in (out.soft, out.superpixels, out.preview, out.provenance):
+        Path(path).unlink(missing_ok=True)
 
 
 def _read_record(path: str) -> dict[str, Any] | None:

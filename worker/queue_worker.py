@@ -1,13 +1,17 @@
 """``softlabel worker``: an RQ worker for soften jobs, with crash recovery.
 
-CPU workers fork a work horse per job (RQ's ``Worker``), with the engine imported once in the
-parent so each horse starts at once. GPU workers never fork, because CUDA does not survive
-``fork()``: they run jobs in their own process (RQ's ``SimpleWorker``). Jobs and results are
-JSON (``JSONSerializer``); a scheduler runs in one worker to release delayed retries.
+Workers run jobs in their own process (RQ's ``SimpleWorker``) by default, after loading the
+engine once: CUDA does not survive ``fork()``, and on the CPU a forked work horse runs the
+engine about 20% slower than its parent (Numba must use its fork-safe threading layer there)
+and pays for the fork on every job (docs/performance.md). ``--fork`` selects RQ's forking
+``Worker`` on the CPU, which isolates each job in a work horse. Either way a job that kills
+its process is requeued by crash recovery (``worker.queue_recovery``), and a running job can
+be stopped (``worker.job_stop``). Jobs and results are JSON (``JSONSerializer``); a scheduler
+runs in one worker to release delayed retries.
 
 Shutdown: the first SIGTERM or SIGINT is a warm shutdown: the running job finishes, then the
 worker exits. A second one within the job is a cold shutdown: the job is abandoned and
-requeued by crash recovery (``worker.queue_recovery``) once its lease expires.
+requeued by crash recovery once its lease expires.
 """
 
 from __future__ import annotations
@@ -34,13 +38,13 @@ app = typer.Typer(add_completion=False)
 log = logging.getLogger("softlabel.worker")
 
 
-def warm_up() -> None:
-    """Run the engine and the preview once on a tiny phantom, so forked work horses inherit
-    imported modules, loaded compiled kernels and caches instead of paying for them per job.
+def warm_up(*, fork: bool) -> None:
+    """Run the CPU engine and the preview once on a tiny phantom, so the first job (or every
+    forked work horse, which inherits them) finds modules imported and compiled kernels loaded.
 
     Our SLIC runs Numba's parallel threads, and GNU OpenMP (Numba's default layer where it is
-    present) aborts a child forked from a process that started them, so this first selects
-    Numba's fork-safe threading layer (TBB if installed, else its workqueue).
+    present) aborts a child forked from a process that started them, so a forking worker first
+    selects Numba's fork-safe threading layer (TBB if installed, else its workqueue).
     """
     import tempfile
 
@@ -51,7 +55,8 @@ def warm_up() -> None:
     from worker.pipeline import soften_arrays
     from worker.preview import render_preview
 
-    numba.config.THREADING_LAYER = "forksafe"
+    if fork:
+        numba.config.THREADING_LAYER = "forksafe"
     rng = np.random.default_rng(0)
     image = rng.random(WARM_UP_SHAPE + (1,), dtype=np.float32)
     label = np.zeros(WARM_UP_SHAPE, dtype=np.uint8)
@@ -85,7 +90,7 @@ def worker_command(
     ] = None,
     burst: Annotated[bool, typer.Option("--burst", help="exit once the queues are empty")] = False,
     fork: Annotated[
-        Optional[bool], typer.Option("--fork/--no-fork", help="fork a work horse per job (default: yes on CPU, never on GPU)")
+        Optional[bool], typer.Option("--fork/--no-fork", help="fork a work horse per job (CPU only; default: no)")
     ] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="worker name (default: random)")] = None,
 ) -> None:
@@ -99,11 +104,11 @@ def worker_command(
     if fork and resolved == "gpu":
         typer.echo("error: --fork: expected --no-fork with the GPU backend (CUDA does not survive fork)", err=True)
         raise typer.Exit(1)
-    use_fork = resolved == "cpu" if fork is None else fork
+    use_fork = bool(fork)
     os.environ[BACKEND_ENV] = resolved
-    if use_fork:
-        importlib.import_module("worker.jobs")
-        warm_up()
+    importlib.import_module("worker.jobs")
+    if resolved == "cpu":
+        warm_up(fork=use_fork)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     connection = redis.Redis.from_url(settings.redis_url)
     worker = build_worker(connection, queues or [settings.queue], fork=use_fork, name=name, settings=settings)

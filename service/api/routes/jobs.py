@@ -55,7 +55,7 @@ def retry_job(job_id: JobId, storage: StorageDep, queue: QueueDep, settings: Set
 
 @router.delete("/{job_id}", response_model=JobPublic, status_code=202, dependencies=[WriteScope])
 def cancel_job(job_id: JobId, connection: RedisDep) -> JobPublic:
-    """Cancel a queued job, or ask the worker to stop a running one (forking workers only)."""
+    """Cancel a queued job, or stop a running one (at once on a forking worker, else at its next stage)."""
     job = _job(connection, job_id)
     if not jobs.is_active(job):
         raise conflict(f"job {job_id!r} already ended ({job.get_status(refresh=False).value})", field="job_id")
