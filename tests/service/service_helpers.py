@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from service.settings import Settings
 from worker.demo_data import DemoStudy, synthetic_study, write_study
@@ -17,6 +19,10 @@ CLASSES = 5
 CHANNELS = 2
 LABELSET_PARAMS = {"n_segments": 30}  # small SLIC for tiny studies
 WORKER_TIMEOUT_S = 120
+# A study whose job runs for over a second even with native SLIC on an idle machine (its
+# superpixel stage about 1 s of the 1.3 s), long enough to interrupt mid-stage.
+BIG = (64, 128, 128)  # voxels
+SLOW_PARAMS = {"n_segments": 300, "max_num_iter": 100}
 
 
 @dataclass(frozen=True)
@@ -68,3 +74,33 @@ def run_burst_workers(settings: Settings, count: int = 1, *, log_dir: Path, **en
     for proc in procs:
         assert proc.wait(WORKER_TIMEOUT_S) == 0
     return [path.read_text() for path in logs]
+
+
+def start_slow_job(api: Any, dataset: str, tmp_path: Path) -> str:
+    """Upload a BIG study as case "big" and create labelset "sp" with SLOW_PARAMS; returns its job id."""
+    parts, data = multipart(write_tiny_study(tmp_path / "in", "big", shape=BIG))
+    assert api.post(f"/v1/datasets/{dataset}/studies", files=parts, data=data).status_code == 201
+    api.post(f"/v1/datasets/{dataset}/labelsets", json={"name": "sp", "params": SLOW_PARAMS})
+    return api.get(f"/v1/datasets/{dataset}/labelsets/sp/studies").json()["data"][0]["job_id"]
+
+
+def wait_for_stage(api: Any, job_id: str, stage: str, timeout_s: float = 90) -> dict:
+    """Poll the job until it runs ``stage``; returns the job as the API showed it then."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = api.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] == "started" and job["progress"]["stage"] == stage:
+            return job
+        time.sleep(0.02)
+    raise AssertionError(f"job never reached {stage}: {job}")
+
+
+def wait_for_end(api: Any, job_id: str, timeout_s: float = 90) -> dict:
+    """Poll the job until it is no longer queued or running; returns it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = api.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] not in ("queued", "started", "scheduled", "deferred"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job still active after {timeout_s} s: {job}")

@@ -14,7 +14,10 @@ from pathlib import Path
 import nibabel as nib
 import pytest
 import redis
-from service_helpers import ADMIN, CLASSES, dataset_body, multipart, run_burst_workers, start_worker, write_tiny_study
+from service_helpers import (
+    ADMIN, BIG, CLASSES, dataset_body, multipart, run_burst_workers, start_slow_job, start_worker, wait_for_stage,
+    write_tiny_study,
+)  # fmt: skip
 
 from service.app import create_app
 from service.embedded_redis import EmbeddedRedis
@@ -26,8 +29,6 @@ with warnings.catch_warnings():
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
-BIG = (48, 96, 96)  # voxels: a job of a few seconds, long enough to interrupt
-SLOW_PARAMS = {"n_segments": 300, "max_num_iter": 30}
 LEASE_TTL_S = "2"
 
 
@@ -72,30 +73,13 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def wait_for_stage(api, job_id: str, stage: str, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = api.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] == "started" and job["progress"]["stage"] == stage:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"job never reached {stage}: {job}")
-
-
-def start_slow_job(api, dataset: str, tmp_path: Path) -> str:
-    parts, data = multipart(write_tiny_study(tmp_path / "in", "big", shape=BIG))
-    assert api.post(f"/v1/datasets/{dataset}/studies", files=parts, data=data).status_code == 201
-    api.post(f"/v1/datasets/{dataset}/labelsets", json={"name": "sp", "params": SLOW_PARAMS})
-    return api.get(f"/v1/datasets/{dataset}/labelsets/sp/studies").json()["data"][0]["job_id"]
-
-
-@pytest.mark.parametrize("fork", [False, True], ids=["in-process (GPU-style) worker", "forking worker"])
+@pytest.mark.parametrize("fork", [False, True], ids=["in-process worker", "forking worker"])
 def test_a_sigkilled_worker_job_completes_after_recovery(api, dataset, settings, tmp_path, fork):
     job_id = start_slow_job(api, dataset, tmp_path)
     outputs = settings.data_dir / "datasets" / dataset / "labelsets" / "sp"
     checker = VisibleFileChecker(outputs)
     checker.start()
-    mode = [] if fork else ["--no-fork"]
+    mode = ["--fork"] if fork else []
     victim = start_worker(settings, "--name", "victim", *mode, log=tmp_path / "victim.log", SOFTLABEL_LEASE_TTL_S=LEASE_TTL_S)
     wait_for_stage(api, job_id, "superpixels")
     family = descendants(victim.pid)
@@ -124,16 +108,18 @@ def test_a_sigkilled_worker_job_completes_after_recovery(api, dataset, settings,
     assert sorted(p.name for p in outputs.iterdir()) == ["big.json", "big.nii.gz", "big_preview.png", "big_superpixels.nii.gz"]
 
 
-@pytest.mark.parametrize("fork", [False, True], ids=["in-process (GPU-style) worker", "forking worker"])
+@pytest.mark.parametrize("fork", [False, True], ids=["in-process worker", "forking worker"])
 def test_sigterm_lets_the_running_job_finish(api, dataset, settings, tmp_path, fork):
     job_id = start_slow_job(api, dataset, tmp_path)
-    worker = start_worker(settings, *([] if fork else ["--no-fork"]), log=tmp_path / "worker.log")
+    worker = start_worker(settings, *(["--fork"] if fork else []), log=tmp_path / "worker.log")
     wait_for_stage(api, job_id, "superpixels")
     worker.send_signal(signal.SIGTERM)  # what `docker stop` and Kubernetes send
     assert worker.wait(90) == 0
     job = api.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "finished" and job["attempts"] == 1, job
-    assert "warm shut down requested" in (tmp_path / "worker.log").read_text()
+    log = (tmp_path / "worker.log").read_text()
+    assert "warm shut down requested" in log
+    assert f"backend cpu, {'forking' if fork else 'non-forking'} worker" in log
 
 
 def test_queued_jobs_survive_a_redis_restart(tmp_path):
