@@ -1,10 +1,11 @@
-"""Jobs through real RQ worker processes: engine equality, batches, retries, cancels, reuse."""
+"""Jobs through real RQ worker processes: engine equality, batches, retries, cancels, stops, reuse."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+import signal
 import zlib
 
 import nibabel as nib
@@ -13,10 +14,14 @@ import pytest
 import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from service_helpers import CLASSES, LABELSET_PARAMS, multipart, run_burst_workers, write_tiny_study
+from service_helpers import (
+    BIG, CLASSES, LABELSET_PARAMS, multipart, run_burst_workers, start_slow_job, start_worker, wait_for_end,
+    wait_for_stage, write_tiny_study,
+)  # fmt: skip
 
 from worker import __version__
 from worker.config import SofteningConfig
+from worker.job_stop import STOP_KEY, STOP_TTL_S, clear_stop_requests, request_stop, stop_requested
 from worker.pipeline import soften_files
 
 pytestmark = pytest.mark.redis
@@ -180,6 +185,63 @@ def test_queued_jobs_can_be_canceled_and_requeued(api, dataset, tmp_path):
     again = api.post(f"/v1/datasets/{dataset}/labelsets", json={"name": "sp", "params": LABELSET_PARAMS}).json()
     assert again["enqueued"] == 1 and again["counts"]["queued"] == 1
     assert api.get("/v1/jobs/soften-0000").status_code == 404
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fork", [False, True], ids=["in-process worker", "forking worker"])
+def test_a_running_job_can_be_stopped_leaves_no_output_and_can_be_retried(api, dataset, settings, tmp_path, fork):
+    job_id = start_slow_job(api, dataset, tmp_path)
+    outputs = settings.data_dir / "datasets" / dataset / "labelsets" / "sp"
+    connection = redis.Redis.from_url(settings.redis_url)
+    worker = start_worker(settings, *(["--fork"] if fork else []), log=tmp_path / "worker.log")
+    try:
+        running = wait_for_stage(api, job_id, "superpixels")  # well into the engine, with stages to go
+        assert running["progress"]["fraction"] < 0.95 and running["attempts"] == 1
+        stopping = api.delete(f"/v1/jobs/{job_id}")
+        assert stopping.status_code == 202 and stopping.json()["status"] in ("started", "stopped"), stopping.text
+        job = wait_for_end(api, job_id, timeout_s=60)
+        assert job["status"] == "stopped" and job["attempts"] == 1, job
+        assert job["progress"]["stage"] != "done" and job["progress"]["fraction"] < 0.95, job
+        # The in-process job stops itself at its next stage; RQ kills a forking worker's horse.
+        expected = "Job stopped by user" if fork else "stopped on request before stage"
+        assert expected in job["error"], job
+        assert connection.exists(STOP_KEY.format(job_id=job_id))
+
+        assert counts(api, dataset, "sp") | {"total": 1} == {
+            "queued": 0, "running": 0, "finished": 0, "failed": 1, "canceled": 0, "missing": 0, "total": 1,
+        }  # fmt: skip
+        (study,) = api.get(f"/v1/datasets/{dataset}/labelsets/sp/studies").json()["data"]
+        assert study["status"] == "failed" and study["error"] == job["error"], study
+        assert api.get(f"/v1/datasets/{dataset}/labelsets/sp/studies/big/soft").status_code == 404
+        # Nothing of this study: no result, no superpixels, no preview, no provenance, no hidden partial file.
+        leftovers = sorted(p.name for p in outputs.iterdir()) if outputs.exists() else []
+        assert leftovers == [], leftovers
+        assert api.delete(f"/v1/jobs/{job_id}").status_code == 409  # already ended
+
+        retried = api.post(f"/v1/jobs/{job_id}/retry")
+        assert retried.status_code == 202 and retried.json()["status"] == "queued", retried.text
+        assert not connection.exists(STOP_KEY.format(job_id=job_id))  # queuing the id again forgot the stop
+        job = wait_for_end(api, job_id, timeout_s=90)
+        assert job["status"] == "finished" and job["error"] is None and job["progress"]["stage"] == "done", job
+        assert counts(api, dataset, "sp")["finished"] == 1
+        assert sorted(p.name for p in outputs.iterdir()) == ["big.json", "big.nii.gz", "big_preview.png", "big_superpixels.nii.gz"]
+        assert nib.load(outputs / "big.nii.gz").shape == BIG + (CLASSES,)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
+    assert f"backend cpu, {'forking' if fork else 'non-forking'} worker" in (tmp_path / "worker.log").read_text()
+
+
+def test_stop_requests_are_per_job_expire_and_can_be_cleared(redis_url):
+    connection = redis.Redis.from_url(redis_url)
+    assert not stop_requested(connection, "soften-a")
+    request_stop(connection, "soften-a")
+    request_stop(connection, "soften-c")
+    assert stop_requested(connection, "soften-a") and not stop_requested(connection, "soften-b")
+    assert 0 < connection.ttl(STOP_KEY.format(job_id="soften-a")) <= STOP_TTL_S
+    clear_stop_requests(connection, ["soften-a", "soften-b"])
+    clear_stop_requests(connection, [])  # nothing to clear is no error
+    assert not stop_requested(connection, "soften-a") and stop_requested(connection, "soften-c")
 
 
 def test_labelset_parameters_are_validated(api, dataset):
