@@ -1,6 +1,7 @@
 """Euclidean distance transforms on the chosen backend.
 
-CPU: ``worker.edt_cpu.distance_transform_edt`` (Numba, multi-threaded; SciPy's numbers).
+CPU: SciPy's ``distance_transform_edt``; the softener's own CPU path computes its distances
+inside compiled kernels instead (``worker.soften_cpu``) and uses these only as its reference.
 GPU: cuCIM's ``distance_transform_edt`` (float32), falling back to
 ``cupyx.scipy.ndimage.distance_transform_edt`` when cuCIM is not installed.
 """
@@ -23,12 +24,6 @@ def _scipy_edt(features_absent: Any, sampling: Sequence[float] | None) -> Any:
     return ndimage.distance_transform_edt(features_absent, sampling=sampling)
 
 
-def _cpu_edt(features_absent: Any, sampling: Sequence[float] | None) -> Any:
-    from worker.edt_cpu import distance_transform_edt
-
-    return distance_transform_edt(features_absent, sampling)
-
-
 @functools.cache
 def _gpu_edt_impl() -> tuple[str, Callable[..., Any]]:
     try:
@@ -49,7 +44,7 @@ def distance_to_features(backend: ResolvedBackend) -> DistanceFn:
 
     ``sampling`` is the voxel spacing per axis (mm) or None for voxel units.
     """
-    return _gpu_edt if backend == "gpu" else _cpu_edt
+    return _gpu_edt if backend == "gpu" else _scipy_edt
 
 
 def reference_distance_to_features(backend: ResolvedBackend) -> DistanceFn:

@@ -12,7 +12,7 @@ volume; the background costs the box around the body's surface, not the whole fi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -34,7 +34,20 @@ def one_hot(label: Any, *, num_classes: int) -> Any:
 
     Fortran-ordered, like NIfTI's voxel order: each class channel is one contiguous block, so
     per-class work touches contiguous memory and writing the 4D file needs no transpose.
+    Compiled on the CPU (``worker.soften_cpu``), array operations on the GPU.
     """
+    if backend_of(label) != "cpu":
+        return one_hot_by_arrays(label, num_classes=num_classes)
+    from worker.soften_cpu import one_hot_into
+
+    soft = np.zeros(label.shape + (num_classes,), dtype=np.float32, order="F")
+    as_3d = (lambda a: a) if label.ndim == 3 else (lambda a: a[:, :, None])
+    one_hot_into(as_3d(soft), as_3d(label))
+    return soft
+
+
+def one_hot_by_arrays(label: Any, *, num_classes: int) -> Any:
+    """:func:`one_hot` by array operations on NumPy or CuPy (the GPU's path)."""
     xp = array_module(backend_of(label))
     soft = xp.zeros(label.shape + (num_classes,), dtype=xp.float32, order="F")
     by_voxel = soft.reshape(-1, num_classes, order="F")  # a view: (voxel in F order, class)
@@ -95,7 +108,7 @@ def superpixel_soft_labels(
     labels 0..M-1, or -1 for voxels outside every superpixel. spacing: per-axis voxel size in mm
     for distances in mm, or None for voxel units. restrict=False is the naive method, kept as
     the reference: one full-volume SciPy (CPU) or CuPy (GPU) transform per class.
-    threads: CPU threads over classes (SciPy's distance transform releases the GIL).
+    threads: CPU threads over classes (the distance transforms release the GIL).
     Returns float32 (X, Y[, Z], K) on the input's device: q_c inside superpixels mixed for c, the
     one-hot label elsewhere; K channels, not renormalised.
     """
@@ -104,8 +117,22 @@ def superpixel_soft_labels(
     if spacing is not None and len(spacing) != label.ndim:
         raise ValueError(f"spacing: expected {label.ndim} values, got {len(spacing)}")
     backend = backend_of(label)
-    distance = distance_to_features(backend) if restrict else reference_distance_to_features(backend)
     soft = one_hot(label, num_classes=num_classes)
+    if restrict and backend == "cpu":
+        soften_restricted_cpu(soft, label, superpixels, num_classes=num_classes, spacing=spacing, threads=threads)
+    else:
+        soften_by_arrays(soft, label, superpixels, num_classes=num_classes, spacing=spacing, restrict=restrict, threads=threads)
+    return soft
+
+
+def soften_by_arrays(
+    soft: Any, label: Any, superpixels: Any, *, num_classes: int, spacing: Sequence[float] | None,
+    restrict: bool, threads: int | None,
+) -> None:  # fmt: skip
+    """Overwrite ``soft`` (the one-hot label) with q_c in the mixed superpixels, by array
+    operations that run on NumPy and CuPy: the GPU's path, and the naive method's."""
+    backend = backend_of(label)
+    distance = distance_to_features(backend) if restrict else reference_distance_to_features(backend)
     mixed = mixed_superpixels(label, superpixels, num_classes=num_classes)
     mixed_host = to_host(mixed)
     classes = [c for c in range(num_classes) if mixed_host[:, c].any()]
@@ -117,21 +144,58 @@ def superpixel_soft_labels(
 
     def soften_class(c: int) -> None:
         if restrict:
-            rows = mixed_host[:, c]
-            lo = np.minimum(sp_start[rows].min(axis=0), bnd_start[c])
-            hi = np.maximum(sp_stop[rows].max(axis=0), bnd_stop[c])
-            crop = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+            crop = _class_box(mixed_host[:, c], sp_start, sp_stop, bnd_start[c], bnd_stop[c])
         else:
             crop = tuple(slice(0, n) for n in label.shape)
         _soften_class_in_crop(soft, label, superpixels, mixed[:, c], c, crop, spacing, distance)
 
-    if backend == "cpu" and len(classes) > 1:
+    _for_each_class(soften_class, classes, threads=threads if backend == "cpu" else 1)
+
+
+def soften_restricted_cpu(
+    soft: np.ndarray, label: np.ndarray, superpixels: np.ndarray, *, num_classes: int,
+    spacing: Sequence[float] | None, threads: int | None,
+) -> None:  # fmt: skip
+    """The restricted method with the compiled CPU kernels of ``worker.soften_cpu``: the same
+    boxes and numbers as :func:`soften_by_arrays`, without full-size temporaries."""
+    from worker import soften_cpu
+
+    as_3d = (lambda a: a) if label.ndim == 3 else (lambda a: a[..., None])
+    label3, superpixels3 = as_3d(label), as_3d(superpixels)
+    rows = int(superpixels.max()) + 2
+    counts, sp_start, sp_stop, bnd_start, bnd_stop = soften_cpu.study_tables(label3, superpixels3, num_classes, rows)
+    mixed = (counts > 0) & (counts < counts.sum(axis=1, keepdims=True))
+    steps = np.ones(3) if spacing is None else np.array([*map(float, spacing), 1.0][:3])
+    classes = [c for c in range(num_classes) if mixed[:, c].any()]
+
+    def soften_class(c: int) -> None:
+        crop = _class_box(mixed[:, c], sp_start, sp_stop, bnd_start[c], bnd_stop[c])
+        start = np.array([s.start for s in crop], dtype=np.int64)
+        stop = np.array([s.stop for s in crop], dtype=np.int64)
+        soften_cpu.soften_class_in_box(
+            as_3d(soft[..., c]), label3, superpixels3, np.ascontiguousarray(mixed[:, c]), c, start, stop, steps
+        )
+
+    _for_each_class(soften_class, classes, threads=threads)
+
+
+def _class_box(
+    mixed_c: np.ndarray, sp_start: np.ndarray, sp_stop: np.ndarray, bnd_start: np.ndarray, bnd_stop: np.ndarray
+) -> tuple[slice, ...]:
+    """Class c's box: the union of its mixed superpixels' boxes and its boundary voxels' box."""
+    lo = np.minimum(sp_start[mixed_c].min(axis=0), bnd_start)
+    hi = np.maximum(sp_stop[mixed_c].max(axis=0), bnd_stop)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
+def _for_each_class(work: Callable[[int], None], classes: list[int], *, threads: int | None) -> None:
+    """Run ``work`` per class, in a thread pool when there are several (the kernels release the GIL)."""
+    if len(classes) > 1 and threads != 1:
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(soften_class, classes))
+            list(pool.map(work, classes))
     else:
         for c in classes:
-            soften_class(c)
-    return soft
+            work(c)
 
 
 def _soften_class_in_crop(

@@ -1,0 +1,88 @@
+"""The compiled CPU softening kernels against the array-operation path the GPU runs.
+
+Same inputs, same numbers: the one-hot start, the per-superpixel tables, every soft label
+(bit for bit in voxel units, where SciPy's transform ties nothing; within one float32 ulp in
+mm) and the uint8 quantisation. 2D studies, masked voxels (superpixel -1) and both label
+dtypes the readers produce are covered.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.worker.conftest import random_label
+from tests.worker.test_superpixel_soft import assert_same_soft_labels
+from worker import soften_cpu
+from worker.boundaries import label_boundaries
+from worker.nifti_io import quantize_soft_labels
+from worker.superpixel_soft import (
+    bounding_boxes,
+    mixed_superpixels,
+    one_hot,
+    one_hot_by_arrays,
+    soften_by_arrays,
+    soften_restricted_cpu,
+)
+
+
+def blocky_superpixels(shape: tuple[int, ...], block: int, *, masked: bool) -> np.ndarray:
+    """Superpixels as a grid of cubes, optionally with a masked (-1) corner."""
+    ids = np.zeros(shape, dtype=np.int32)
+    blocks_per_axis = [-(-n // block) for n in shape]
+    for axis, coord in enumerate(np.indices(shape)):
+        ids = ids * blocks_per_axis[axis] + coord // block
+    if masked:
+        ids[tuple(slice(0, n // 3) for n in shape)] = -1
+    return ids
+
+
+CASES = [  # shape, classes, superpixel block, spacing, label dtype, masked corner
+    ((37, 29), 9, 5, None, np.uint8, False),
+    ((37, 29), 5, 7, (0.8, 1.7), np.uint16, True),
+    ((23, 19, 14), 7, 4, None, np.uint8, True),
+    ((23, 19, 14), 12, 5, (1.2, 0.9, 2.5), np.uint8, False),
+    ((31, 9, 17), 4, 6, (3.0, 1.0, 1.0), np.uint16, True),
+]
+
+
+@pytest.mark.parametrize(("shape", "classes", "block", "spacing", "dtype", "masked"), CASES)
+def test_compiled_softening_equals_the_array_path(shape, classes, block, spacing, dtype, masked) -> None:
+    label = random_label(shape, classes, seed=len(shape) + classes).astype(dtype)
+    superpixels = blocky_superpixels(shape, block, masked=masked)
+    compiled, arrays = one_hot(label, num_classes=classes), one_hot_by_arrays(label, num_classes=classes)
+    np.testing.assert_array_equal(compiled, arrays)
+    assert compiled.flags.f_contiguous
+    soften_restricted_cpu(compiled, label, superpixels, num_classes=classes, spacing=spacing, threads=None)
+    soften_by_arrays(arrays, label, superpixels, num_classes=classes, spacing=spacing, restrict=True, threads=None)
+    assert ((compiled > 0) & (compiled < 1)).any(), "no voxel was softened: the case tests nothing"
+    assert_same_soft_labels(compiled, arrays, spacing)
+
+
+@pytest.mark.parametrize(("shape", "classes", "block", "masked"), [((23, 19, 14), 7, 4, True), ((16, 11, 9), 3, 3, False)])
+def test_study_tables_match_the_array_tables(shape, classes, block, masked) -> None:
+    label = random_label(shape, classes, seed=5)
+    superpixels = blocky_superpixels(shape, block, masked=masked)
+    rows = int(superpixels.max()) + 2
+    counts, sp_start, sp_stop, bnd_start, bnd_stop = soften_cpu.study_tables(label, superpixels, classes, rows)
+    mixed = (counts > 0) & (counts < counts.sum(axis=1, keepdims=True))
+    np.testing.assert_array_equal(mixed, mixed_superpixels(label, superpixels, num_classes=classes))
+    expected_sp = bounding_boxes(superpixels + 1, count=rows)
+    np.testing.assert_array_equal(sp_start, expected_sp[0])
+    np.testing.assert_array_equal(sp_stop, expected_sp[1])
+    on_boundary = np.where(label_boundaries(label), label, classes)
+    expected_bnd = bounding_boxes(on_boundary, count=classes + 1)
+    np.testing.assert_array_equal(bnd_start[:classes], expected_bnd[0][:classes])
+    np.testing.assert_array_equal(bnd_stop[:classes], expected_bnd[1][:classes])
+
+
+def test_uint8_quantisation_matches_the_channel_by_channel_formula() -> None:
+    rng = np.random.default_rng(3)
+    soft = np.asfortranarray(rng.uniform(-0.2, 1.2, size=(13, 7, 5, 4)).astype(np.float32))
+    soft[0, 0, 0, :] = [0.5 / 255, 1.5 / 255, 254.5 / 255, 1.0]  # rounding ties and the top
+    stored = quantize_soft_labels(soft, "uint8")
+    expected = np.rint(np.clip(soft, 0, 1) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(stored, expected)
+    assert stored.dtype == np.uint8 and stored.flags.f_contiguous
+    c_ordered = np.ascontiguousarray(soft)  # any layout in, Fortran order out
+    np.testing.assert_array_equal(quantize_soft_labels(c_ordered, "uint8"), expected)
