@@ -11,18 +11,20 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 
 try:  # ISA-L's zlib-compatible gzip: several times faster both ways (docs/performance.md)
     from isal import igzip as gzip_codec
+    from isal.igzip import IGzipFile as GzipWriter
     from isal.isal_zlib import error as GzipError
 
     GZIP_LEVEL_MAX = gzip_codec._COMPRESS_LEVEL_BEST
 except ImportError:  # the standard library's, where isal is not installed (the GPU check)
     import gzip as gzip_codec  # type: ignore[no-redef]
+    from gzip import GzipFile as GzipWriter  # type: ignore[assignment]
     from zlib import error as GzipError  # type: ignore[assignment]
 
     GZIP_LEVEL_MAX = 9
@@ -76,7 +78,7 @@ def _read_data(img: nib.Nifti1Image, path: Path, dtype: type | None = None) -> n
         if not path.name.endswith(".gz"):
             return np.asarray(img.dataobj, dtype=dtype)
         proxy = img.dataobj
-        with _gzip_open(path) as fileobj:
+        with gzip_codec.open(path, "rb") as fileobj:
             spec = (proxy.shape, proxy.dtype, proxy.offset, proxy.slope, proxy.inter)
             return np.asarray(nib.arrayproxy.ArrayProxy(fileobj, spec), dtype=dtype)
     except _READ_ERRORS as exc:
@@ -155,6 +157,13 @@ def quantize_soft_labels(soft: Any, dtype: str) -> Any:
     float32 stores q as it is.
     """
     xp = array_module(backend_of(soft))
+    if dtype == "uint8" and xp is np:  # one compiled pass over the voxels, on all cores
+        from worker.soften_cpu import quantize_uint8
+
+        stored = np.empty(soft.shape, dtype=np.uint8, order="F")
+        source = np.asfortranarray(soft, dtype=np.float32)
+        quantize_uint8(source.reshape(-1, order="F"), stored.reshape(-1, order="F"))
+        return stored
     if dtype == "uint8":  # channel by channel: temporaries stay one channel large
         stored = xp.empty(soft.shape, dtype=xp.uint8, order="F")
         for c in range(soft.shape[-1]):
@@ -168,28 +177,26 @@ def quantize_soft_labels(soft: Any, dtype: str) -> Any:
 def save_nifti(img: nib.Nifti1Image, path: str | Path, *, compresslevel: int = GZIP_LEVEL) -> None:
     """Save an in-memory NIfTI-1 image atomically, gzip-compressed when ``path`` ends in ``.gz``.
 
-    Same bytes as ``nib.save`` for unscaled or preset-scaled data, about 4x faster: the voxels
-    are serialised in NIfTI's Fortran order in one ``tobytes`` and compressed in one call
-    (``gzip_codec``).
+    The same voxels and header as ``nib.save`` for unscaled or preset-scaled data, several
+    times faster: Fortran-ordered voxels go to the compressor (``gzip_codec``) as one buffer,
+    without the copies nibabel makes, and the gzip stream carries no name and no time.
     """
     img.update_header()
     header = img.header.copy()
     data = np.asanyarray(img.dataobj)
     header.set_data_dtype(data.dtype)
     header["vox_offset"] = NIFTI1_DATA_OFFSET
-    blob = header.binaryblock + b"\x00" * (NIFTI1_DATA_OFFSET - len(header.binaryblock)) + data.tobytes(order="F")
-    if str(path).endswith(".gz"):
-        blob = _gzip_compress(blob, compresslevel)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(blob)
-
-
-def _gzip_open(path: Path) -> BinaryIO:
-    return gzip_codec.open(path, "rb")
-
-
-def _gzip_compress(blob: bytes, level: int) -> bytes:
-    return gzip_codec.compress(blob, compresslevel=min(level, GZIP_LEVEL_MAX), mtime=0)
+    head = header.binaryblock + b"\x00" * (NIFTI1_DATA_OFFSET - len(header.binaryblock))
+    voxels = np.asfortranarray(data).reshape(-1, order="F").view(np.uint8)  # a view when F-ordered
+    with atomic_path(path) as tmp, tmp.open("wb") as raw:
+        if not str(path).endswith(".gz"):
+            raw.write(head)
+            raw.write(voxels)
+            return
+        level = min(compresslevel, GZIP_LEVEL_MAX)
+        with GzipWriter(filename="", mode="wb", compresslevel=level, fileobj=raw, mtime=0) as out:
+            out.write(head)
+            out.write(voxels)
 
 
 def write_soft_labels(path: str | Path, stored: np.ndarray, *, affine: np.ndarray) -> None:
