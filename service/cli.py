@@ -123,7 +123,9 @@ def up_command(
     """Run everything on this machine: embedded Redis (unless REDIS_URL), the API and workers.
 
     Ctrl-C stops it cleanly: running jobs finish first (Ctrl-C again abandons them; they are
-    requeued at the next start).
+    requeued at the next start). A worker that exits on its own (a job crashed it) is restarted,
+    and its job requeued once its lease expires; after 5 restarts of one worker within 10
+    minutes, or when the API or Redis exits, everything stops.
     """
     if running_stack(data_dir.resolve()):
         console.print(f"[red]error:[/red] a stack already serves {data_dir}; stop it first")
@@ -145,7 +147,7 @@ def up_command(
     console.print(table)
     console.print("running; Ctrl-C to stop")
     try:
-        while (gone := stack.exited()) is None:
+        while (gone := stack.supervise(on_restart=lambda line: console.print(f"[yellow]{line}[/yellow]"))) is None:
             time.sleep(0.5)
         console.print(f"[red]{gone} stopped; stopping the rest[/red]")
     except KeyboardInterrupt:

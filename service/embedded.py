@@ -4,6 +4,12 @@
 The stack records itself in ``<data dir>/embedded.json`` while it runs, so ``softlabel demo``
 and the client commands find it. The admin token is ``SOFTLABEL_ADMIN_TOKEN`` or, if unset,
 a random one kept in ``<data dir>/admin-token`` (mode 0600).
+
+Workers run jobs in their own process, so a job that crashes (out of memory, a segfault) takes
+its worker with it. :meth:`EmbeddedStack.supervise` starts such a worker again, and crash
+recovery requeues the job once its lease expires; a worker that exits more than
+``WORKER_RESTART_LIMIT`` times within ``WORKER_RESTART_WINDOW_S`` is left down, and the stack
+stops, as it does when the API or Redis exits.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -29,6 +37,10 @@ STATE_FILE = "embedded.json"
 TOKEN_FILE = "admin-token"
 API_START_TIMEOUT_S = 60  # seconds for the API to answer /healthz
 API_STOP_TIMEOUT_S = 15  # seconds for uvicorn to stop before it is killed
+# A job that crashes its worker every time is failed after SOFTLABEL_MAX_RECOVERIES requeues,
+# 4 crashes by default, at least a lease TTL apart: that alone does not use up the restarts.
+WORKER_RESTART_LIMIT = 5  # restarts of one worker within the window; one more exit stops the stack
+WORKER_RESTART_WINDOW_S = 600.0  # seconds
 
 
 @dataclass(frozen=True)
@@ -78,10 +90,45 @@ def running_stack(data_dir: Path) -> RunningStack | None:
     return RunningStack(api_url=state["api_url"], pid=int(state["pid"]), data_dir=data_dir)
 
 
+class RestartLimit:
+    """At most ``limit`` restarts within any ``window_s`` seconds."""
+
+    def __init__(self, limit: int = WORKER_RESTART_LIMIT, window_s: float = WORKER_RESTART_WINDOW_S) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._times: deque[float] = deque()
+
+    def allow(self, now: float) -> bool:
+        """Whether a restart at ``now`` (monotonic seconds) is allowed; counts it if so."""
+        while self._times and now - self._times[0] >= self.window_s:
+            self._times.popleft()
+        if len(self._times) >= self.limit:
+            return False
+        self._times.append(now)
+        return True
+
+
+def exit_reason(code: int) -> str:
+    """``exit code 1`` or ``signal SIGKILL`` for a Popen return code."""
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return f"exit code {code}"
+
+
 def free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _end_group(pgid: int) -> None:
+    """SIGTERM what is left of a dead child's process group (each child leads its own)."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 class EmbeddedStack:
@@ -100,7 +147,10 @@ class EmbeddedStack:
         self.redis: EmbeddedRedis | None = None
         self.api: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
-        self._logs: list[IO[bytes]] = []
+        self._restarts: list[RestartLimit] = []
+        self._env: dict[str, str] = {}
+        self._logs: dict[str, IO[bytes]] = {}
+        self._stopping = False
 
     @property
     def api_url(self) -> str:
@@ -110,9 +160,10 @@ class EmbeddedStack:
     def _spawn(self, command: list[str], env: dict[str, str], log_name: str) -> subprocess.Popen[bytes]:
         output: IO[bytes] | None = None
         if self.log_dir is not None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            output = (self.log_dir / log_name).open("ab")
-            self._logs.append(output)
+            if log_name not in self._logs:  # a restarted worker appends to its predecessor's log
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                self._logs[log_name] = (self.log_dir / log_name).open("ab")
+            output = self._logs[log_name]
         # Own session: a terminal's Ctrl-C reaches only us, and we stop the children in order.
         return subprocess.Popen(command, env=env, stdout=output, stderr=output, start_new_session=True)
 
@@ -127,20 +178,26 @@ class EmbeddedStack:
             self.port = self.port or free_port(self.host)
             env = dict(os.environ, SOFTLABEL_DATA_DIR=str(self.data_dir), REDIS_URL=redis_url)
             env["SOFTLABEL_ADMIN_TOKEN"] = admin_token(self.data_dir)
+            self._env = env
             self.api = self._spawn(
                 [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", self.host,
                  "--port", str(self.port), "--log-level", "warning"], env, "api.log",
             )  # fmt: skip
             for index in range(self.n_workers):
-                name = f"embedded-{index}-{uuid.uuid4().hex[:6]}"
-                command = [sys.executable, "-m", "worker.queue_worker", "--backend", self.backend, "--name", name]
-                self.workers.append(self._spawn(command, env, f"worker-{index}.log"))
+                self.workers.append(self._start_worker(index))
+                self._restarts.append(RestartLimit())
             self._wait_for_api()
             (self.data_dir / STATE_FILE).write_text(json.dumps({"api_url": self.api_url, "pid": os.getpid()}))
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _start_worker(self, index: int) -> subprocess.Popen[bytes]:
+        """Worker ``index``, under a fresh name: RQ keeps a dead worker's name registered a while."""
+        name = f"embedded-{index}-{uuid.uuid4().hex[:6]}"
+        command = [sys.executable, "-m", "worker.queue_worker", "--backend", self.backend, "--name", name]
+        return self._spawn(command, self._env, f"worker-{index}.log")
 
     def _wait_for_api(self) -> None:
         deadline = time.monotonic() + API_START_TIMEOUT_S
@@ -155,17 +212,32 @@ class EmbeddedStack:
             time.sleep(0.2)
         raise RuntimeError(f"the API did not answer at {self.api_url} within {API_START_TIMEOUT_S} s")
 
-    def exited(self) -> str | None:
-        """Which child stopped on its own, if any."""
+    def supervise(self, on_restart: Callable[[str], None]) -> str | None:
+        """Restart workers that exited on their own; say which child stopped for good, if any.
+
+        Call it every second or so. A restarted worker keeps its command and log file, and
+        ``on_restart`` gets a line saying so. The API or Redis exiting, or a worker exiting once
+        more after WORKER_RESTART_LIMIT restarts within WORKER_RESTART_WINDOW_S, is returned.
+        """
+        if self.redis is not None and self.redis.process is not None and self.redis.process.poll() is not None:
+            return f"Redis ({exit_reason(self.redis.process.returncode)})"
         if self.api is not None and self.api.poll() is not None:
-            return f"the API (exit code {self.api.returncode})"
+            return f"the API ({exit_reason(self.api.returncode)})"
         for index, worker in enumerate(self.workers):
-            if worker.poll() is not None:
-                return f"worker {index} (exit code {worker.returncode})"
+            code = worker.poll()
+            if code is None or self._stopping:
+                continue
+            _end_group(worker.pid)  # RQ's scheduler, forked by the worker, outlives a SIGKILL
+            restarts = self._restarts[index]
+            if not restarts.allow(time.monotonic()):
+                return f"worker {index} ({exit_reason(code)}, after {restarts.limit} restarts within {restarts.window_s:g} s)"
+            self.workers[index] = self._start_worker(index)
+            on_restart(f"worker {index} exited ({exit_reason(code)}); restarted it")
         return None
 
     def stop_workers(self) -> None:
         """Warm shutdown: SIGTERM; each worker finishes its current job, then exits."""
+        self._stopping = True
         for worker in self.workers:
             if worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
@@ -185,7 +257,7 @@ class EmbeddedStack:
         if self.redis is not None:
             self.redis.close()
         (self.data_dir / STATE_FILE).unlink(missing_ok=True)
-        for log in self._logs:
+        for log in self._logs.values():
             log.close()
 
     def __enter__(self) -> "EmbeddedStack":

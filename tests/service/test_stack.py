@@ -1,4 +1,5 @@
-"""``softlabel demo`` on a fresh folder and ``softlabel up`` with Ctrl-C, as real processes."""
+"""``softlabel demo`` on a fresh folder, ``softlabel up`` with Ctrl-C, and the embedded stack
+restarting a worker killed mid-job, as real processes."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import nibabel as nib
 import pytest
-from service_helpers import LABELSET_PARAMS, dataset_body, write_tiny_study
+import redis
+from rq import Queue, Worker
+from service_helpers import LABELSET_PARAMS, dataset_body, start_slow_job, wait_for_end, wait_for_stage, write_tiny_study
 
 from service.client import SoftlabelClient
-from service.embedded import STATE_FILE, TOKEN_FILE
+from service.embedded import STATE_FILE, TOKEN_FILE, EmbeddedStack, admin_token
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -40,6 +44,19 @@ def processes_using(data_dir: Path) -> list[str]:
             if int(proc.name) != os.getpid():
                 found.append(cmdline)
     return found
+
+
+def process_group(pgid: int) -> list[int]:
+    """Live processes in process group ``pgid``."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
 
 
 def test_demo_runs_the_main_job_on_a_fresh_machine(tmp_path):
@@ -89,3 +106,46 @@ def test_up_serves_the_api_and_workers_and_stops_on_ctrl_c(tmp_path):
     assert "stopped" in output and not (data / STATE_FILE).exists()
     assert processes_using(data) == []
     assert (data / "redis" / "appendonly.aof").exists()
+
+
+def test_the_stack_restarts_a_worker_killed_mid_job_and_the_job_finishes(tmp_path, monkeypatch):
+    for name in [k for k in os.environ if k.startswith("SOFTLABEL_") or k == "REDIS_URL"]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SOFTLABEL_LEASE_TTL_S", "2")  # the dead worker's job is requeued within seconds
+    restarts: list[str] = []
+    with EmbeddedStack(data_dir=tmp_path / "data", port=0, backend="cpu", log_dir=tmp_path / "logs") as stack:
+        assert stack.redis is not None
+        queue = Queue("softlabel", connection=redis.Redis.from_url(stack.redis.url))
+        headers = {"Authorization": f"Bearer {admin_token(stack.data_dir)}"}
+        with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30) as api:
+            assert api.post("/v1/datasets", json=dataset_body("d1")).status_code == 201
+            job_id = start_slow_job(api, "d1", tmp_path)
+            victim = stack.workers[0]
+            wait_for_stage(api, job_id, "superpixels")
+            (old,) = Worker.all(queue=queue)
+            assert old.pid == victim.pid and process_group(victim.pid) != [victim.pid]  # and RQ's scheduler
+            victim.kill()  # SIGKILL, as the out-of-memory killer sends: the job dies with its worker
+            victim.wait()
+
+            deadline = time.monotonic() + 10
+            while stack.workers[0] is victim and time.monotonic() < deadline:
+                assert stack.supervise(restarts.append) is None
+                time.sleep(0.1)
+            assert restarts == ["worker 0 exited (signal SIGKILL); restarted it"]
+            successor = stack.workers[0]
+            assert successor.poll() is None and successor.pid != victim.pid
+            deadline = time.monotonic() + 60
+            while successor.pid not in [w.pid for w in Worker.all(queue=queue)]:
+                assert successor.poll() is None and time.monotonic() < deadline, "the new worker never registered"
+                time.sleep(0.2)
+            # The killed worker stays registered until its key expires; the new one is there too.
+            assert Worker.count(queue=queue) == 2 and old.name in [w.name for w in Worker.all(queue=queue)]
+            deadline = time.monotonic() + 10
+            while process_group(victim.pid) and time.monotonic() < deadline:
+                time.sleep(0.1)  # what the killed worker left (RQ's scheduler) was stopped
+            assert process_group(victim.pid) == []
+
+            job = wait_for_end(api, job_id, timeout_s=120)
+            assert job["status"] == "finished" and job["attempts"] == 2, job
+            assert stack.supervise(restarts.append) is None and len(restarts) == 1
+    assert "requeued" in (tmp_path / "logs" / "worker-0.log").read_text()  # by the new worker, in the same log
