@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1.7
-# RQ worker, CPU backend (NumPy/SciPy/scikit-image/Numba): forks a work horse per job.
+# RQ worker, CPU backend (NumPy/SciPy/scikit-image/Numba): runs jobs in the worker process
+# (RQ's SimpleWorker; `softlabel worker --fork` would fork a work horse per job instead).
 #   docker build -f docker/worker-cpu.Dockerfile -t softlabel-worker-cpu .
 # SIGTERM is a warm shutdown (the running job finishes, then the worker exits), so give the
 # container a stop timeout longer than SOFTLABEL_JOB_TIMEOUT_S.

@@ -1,9 +1,9 @@
 """Job duration by stage and backend, recorded by workers into a histogram kept in Redis.
 
-Why Redis and not a per-process ``prometheus_client`` histogram: CPU workers fork a work horse
-per job (RQ's ``Worker``), so anything a job observes in memory dies with its horse; KEDA
-scales GPU worker pods to zero, taking their counters with them; and workers run on several
-nodes. Each job therefore adds its stage timings to one Redis hash in a single transaction,
+Why Redis and not a per-process ``prometheus_client`` histogram: a worker's memory dies with
+it, and workers come and go: KEDA scales GPU worker pods to zero, a job that crashes takes its
+worker down, and a ``--fork`` worker runs each job in a work horse that exits afterwards; and
+workers run on several nodes. Each job therefore adds its stage timings to one Redis hash in a single transaction,
 and the API's ``/metrics`` (``service.metrics``) exports that hash as the Prometheus histogram
 ``softlabel_job_stage_duration_seconds{stage, backend}``. One scrape target sees every worker,
 and the counts survive worker restarts (and Redis restarts, with AOF on).

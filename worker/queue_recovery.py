@@ -1,7 +1,7 @@
 """Crash recovery for RQ jobs: a lease per running job, and requeuing jobs whose lease expired.
 
-The process that runs a job (the work horse, or the worker itself for GPU workers, which do
-not fork) renews ``softlabel:lease:<job id>`` every ``ttl / 3`` seconds. When that process
+The process that runs a job (the worker itself, or with ``--fork`` its work horse) renews
+``softlabel:lease:<job id>`` every ``ttl / 3`` seconds. When that process
 dies (SIGKILL, OOM, lost node) the lease expires after ``ttl`` seconds; every worker scans its
 queues' StartedJobRegistry on start and every ``ttl / 2`` seconds and requeues such jobs at
 the front, at most ``max_recoveries`` times, then fails them. RQ's own cleanup of abandoned
