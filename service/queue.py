@@ -103,11 +103,11 @@ def cancel(connection: redis.Redis, job: Job) -> None:
     """Cancel a queued job, or stop a running one: a forking worker kills its work horse at
     once, a non-forking one stops the job at its next stage (``worker.job_stop``)."""
     if job.get_status() == JobStatus.STARTED:
-        request_stop(connection, job.id)
-        try:
+        try:  # RQ's command first: its worker then records the job as stopped, not failed
             send_stop_job_command(connection, job.id, serializer=JSONSerializer)
         except InvalidJobOperation:  # it ended meanwhile
-            pass
+            return
+        request_stop(connection, job.id)
     else:
         job.cancel()
 

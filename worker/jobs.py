@@ -52,7 +52,7 @@ class _Reporter:
         if self.job is not None:
             # "done" comes after the provenance record: the job has finished, too late to stop.
             if stage != "done" and stop_requested(self.job.connection, self.job.id):
-                raise JobStopped(f"stopped on request before stage {stage!r}")
+                raise JobStopped(f"stopped on request at stage {stage!r}")
             self.job.meta["progress"] = {"stage": stage, "fraction": round(fraction, 4)}
             self.job.save_meta()
 

@@ -33,7 +33,7 @@ def test_a_stopped_job_leaves_no_output(small_study, tmp_path, stage):
     def progress(name: str, fraction: float) -> None:
         if name == stage:
             present_when_stopped.extend(sorted(p.name for p in out.iterdir()))
-            raise JobStopped(f"stopped on request before stage {name!r}")
+            raise JobStopped(f"stopped on request at stage {name!r}")
 
     with pytest.raises(JobStopped):
         run_soften_job(payload(small_study, out), backend="cpu", progress=progress)
