@@ -109,7 +109,7 @@ def import_zip(
             if not layout.is_valid_id(case.case_id) or case.case_id.endswith(layout.RESERVED_CASE_SUFFIXES):
                 raise ApiError(422, f"case id: expected letters, digits, '_' or '-', got {case.case_id!r}", field="case_id")
             try:
-                study = nifti_io.read_study(case.image_paths, case.label_path, num_classes=raw.num_classes, max_voxels=max_voxels)
+                study = nifti_io.check_study(case.image_paths, case.label_path, num_classes=raw.num_classes, max_voxels=max_voxels)
             except InputError as exc:
                 raise ApiError.from_input_error(exc, hide=tmp) from None
             keys = [layout.image(dataset.id, case.case_id, ch) for ch in range(len(case.image_paths))]

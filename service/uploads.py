@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import shutil
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -95,16 +94,6 @@ def resolve_case_id(case_id: str | None, label_filename: str) -> str:
     return case_id
 
 
-def _channels_in(paths: Sequence[Path], *, max_voxels: int) -> int:
-    """Channels the image files hold, from their headers only (one 4D file, or one file each)."""
-    if len(paths) == 1:
-        shape = nifti_io.open_nifti(paths[0], max_voxels=max_voxels).shape
-        return shape[3] if len(shape) == 4 else 1
-    for path in paths:
-        nifti_io.open_nifti(path, max_voxels=max_voxels)
-    return len(paths)
-
-
 def _as_channel_files(paths: list[Path], folder: Path, *, channels: int) -> list[Path]:
     """One gzipped 2D/3D file per channel: uploaded files are kept byte for byte when they
     already are one; a 4D file is split and plain ``.nii`` is compressed."""
@@ -137,7 +126,7 @@ def prepare_study(
     image_paths = [save_upload(part, folder / f"image{i}") for i, part in enumerate(images)]
     label_path = save_upload(label, folder / "label")
     try:
-        channels = _channels_in(image_paths, max_voxels=max_voxels)
+        channels = nifti_io.open_image_files(image_paths, max_voxels=max_voxels).num_channels
         if channels != dataset.num_channels:
             names = ", ".join(dataset.channel_names.values())
             raise ApiError(
@@ -146,7 +135,7 @@ def prepare_study(
                 expected=f"{dataset.num_channels} channels", got=f"{channels} channels",
             )  # fmt: skip
         nifti_io.open_nifti(label_path, max_voxels=max_voxels)
-        study = nifti_io.read_study(image_paths, label_path, num_classes=dataset.num_classes, max_voxels=max_voxels)
+        study = nifti_io.check_study(image_paths, label_path, num_classes=dataset.num_classes, max_voxels=max_voxels)
         final_images = _as_channel_files(image_paths, folder / "channels", channels=channels)
         final_label = _as_gzipped(label_path, folder / "converted")
     except InputError as exc:

@@ -8,7 +8,7 @@ spatial axes; they are written back as (H, W, 1[, K]) so every output is a 3D/4D
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,11 +91,26 @@ def _spatial(shape: Sequence[int]) -> tuple[int, ...]:
     return shape[:2] if len(shape) == 3 and shape[2] == 1 else shape
 
 
-def read_image(paths: Sequence[str | Path], *, max_voxels: int | None = None) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
-    """Image channels from one 4D file or one 2D/3D file per channel (nnU-Net ``_0000`` order).
+@dataclass(frozen=True)
+class ImageFiles:
+    """Image files whose headers were checked: one 4D file, or one 2D/3D file per channel."""
 
-    Returns (image float32 (X, Y[, Z], C), affine (4, 4), spacing_mm per spatial axis).
-    """
+    paths: list[Path]
+    images: list[nib.Nifti1Image]
+    spatial_shape: tuple[int, ...]
+    num_channels: int
+
+    @property
+    def affine(self) -> np.ndarray:
+        return self.images[0].affine
+
+    @property
+    def spacing_mm(self) -> tuple[float, ...]:
+        return tuple(float(z) for z in self.images[0].header.get_zooms()[: len(self.spatial_shape)])
+
+
+def open_image_files(paths: Sequence[str | Path], *, max_voxels: int | None = None) -> ImageFiles:
+    """Check the image files' headers (dimensions, voxel count, one grid) without reading voxels."""
     if not paths:
         raise InputError(file=None, field="image", expected="at least one image file", got="none")
     paths = [Path(p) for p in paths]
@@ -108,16 +123,32 @@ def read_image(paths: Sequence[str | Path], *, max_voxels: int | None = None) ->
         if len(img.shape) == 4:
             raise InputError(file=path, field="dimensions", expected="a 2D or 3D channel file", got=str(img.shape))
         validation.check_same_grid(path, _spatial(img.shape), img.affine, ref_path=ref, ref_shape=spatial, ref_affine=first.affine)
-    channels: list[np.ndarray] = []
-    for path, img in zip(paths, images):
-        data = _read_data(img, path, np.float32)
-        data = data.reshape(spatial + (-1,))
+    channels = first.shape[3] if len(first.shape) == 4 else len(paths)
+    return ImageFiles(paths=paths, images=images, spatial_shape=spatial, num_channels=channels)
+
+
+def _checked_channels(files: ImageFiles) -> Iterator[np.ndarray]:
+    """Each channel as float32 (X, Y[, Z]), read and checked in order; a 4D file is read once."""
+    channel = 0
+    for path, img in zip(files.paths, files.images):
+        data = _read_data(img, path, np.float32).reshape(files.spatial_shape + (-1,))
         for index in range(data.shape[-1]):
-            validation.check_image_channel(path, data[..., index], index=len(channels))
-            channels.append(data[..., index])
-    image = channels[0][..., None] if len(channels) == 1 else np.stack(channels, axis=-1)
-    spacing = tuple(float(z) for z in first.header.get_zooms()[: len(spatial)])
-    return np.ascontiguousarray(image, dtype=np.float32), first.affine, spacing
+            validation.check_image_channel(path, data[..., index], index=channel)
+            channel += 1
+            yield data[..., index]
+
+
+def read_image(paths: Sequence[str | Path], *, max_voxels: int | None = None) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """Image channels from one 4D file or one 2D/3D file per channel (nnU-Net ``_0000`` order).
+
+    Returns (image float32 (X, Y[, Z], C), affine (4, 4), spacing_mm per spatial axis). Each
+    channel goes into the image as it is read, so no second copy of the image is ever held.
+    """
+    files = open_image_files(paths, max_voxels=max_voxels)
+    image = np.empty(files.spatial_shape + (files.num_channels,), dtype=np.float32)
+    for index, channel in enumerate(_checked_channels(files)):
+        image[..., index] = channel
+    return image, files.affine, files.spacing_mm
 
 
 def read_label(
@@ -143,6 +174,24 @@ def read_study(
         label_path, num_classes=num_classes, ref_path=image_paths[0], ref_shape=image.shape[:-1], ref_affine=affine, max_voxels=max_voxels
     )
     return Study(image=image, label=label, affine=affine, spacing_mm=spacing)
+
+
+def check_study(
+    image_paths: Sequence[str | Path], label_path: str | Path, *, num_classes: int, max_voxels: int | None = None
+) -> ImageFiles:
+    """Every check of :func:`read_study` while holding one channel at a time (uploads, imports).
+
+    Returns the checked image files, which give the study's grid (shape, spacing, affine).
+    """
+    validation.check_num_classes(num_classes)
+    files = open_image_files(image_paths, max_voxels=max_voxels)
+    for _ in _checked_channels(files):
+        pass
+    read_label(
+        label_path, num_classes=num_classes, ref_path=files.paths[0], ref_shape=files.spatial_shape,
+        ref_affine=files.affine, max_voxels=max_voxels,
+    )  # fmt: skip
+    return files
 
 
 def _as_3d(array: np.ndarray, spatial_ndim: int) -> np.ndarray:

@@ -98,11 +98,13 @@ def _bad_cases(tmp: Path, study: dict) -> dict[str, tuple[list[Path], Path, str]
     }
 
 
-@pytest.mark.parametrize(
-    "case",
-    ["channel shape", "label shape", "affine", "non-integer label", "negative label", "label >= K", "NaN image",
-     "constant image", "empty label", "5 dimensions", "truncated", "not NIfTI", "missing"],
-)  # fmt: skip
+BAD_CASES = [
+    "channel shape", "label shape", "affine", "non-integer label", "negative label", "label >= K", "NaN image",
+    "constant image", "empty label", "5 dimensions", "truncated", "not NIfTI", "missing",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
 def test_bad_input_names_file_and_writes_nothing(tmp_path: Path, small_study: dict, case: str) -> None:
     bad_dir = tmp_path / "bad"
     bad_dir.mkdir()
@@ -118,3 +120,21 @@ def test_bad_input_names_file_and_writes_nothing(tmp_path: Path, small_study: di
 def test_voxel_limit_is_checked_from_the_header(small_study: dict) -> None:
     with pytest.raises(InputError, match="voxel count: expected at most 1000"):
         nifti_io.read_study(small_study["images"], small_study["label"], num_classes=4, max_voxels=1000)
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_check_study_raises_what_read_study_raises(tmp_path: Path, small_study: dict, case: str) -> None:
+    images, label, fragment = _bad_cases(tmp_path, small_study)[case]
+    with pytest.raises(InputError, match=re.escape(fragment)) as checked:
+        nifti_io.check_study(images, label, num_classes=4)
+    with pytest.raises(InputError) as read:
+        nifti_io.read_study(images, label, num_classes=4)
+    assert str(checked.value) == str(read.value)
+
+
+def test_check_study_gives_the_grid_read_study_gives(tmp_path: Path, small_study: dict) -> None:
+    for images in (small_study["images"], [save(tmp_path / "all.nii.gz", small_study["array_image"])]):
+        files = nifti_io.check_study(images, small_study["label"], num_classes=4)
+        study = nifti_io.read_study(images, small_study["label"], num_classes=4)
+        assert files.spatial_shape == study.spatial_shape and files.num_channels == study.image.shape[-1] == 3
+        assert files.spacing_mm == study.spacing_mm and np.array_equal(files.affine, study.affine)
