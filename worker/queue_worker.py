@@ -26,6 +26,7 @@ from typing import Annotated, Optional
 import redis
 import typer
 from rq import Queue, SimpleWorker, Worker
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from worker.backend import resolve_backend
@@ -51,15 +52,17 @@ def warm_up(*, fork: bool) -> None:
     import numba
     import numpy as np
 
+    from worker import cpu_kernels
     from worker.config import SofteningConfig
     from worker.pipeline import soften_arrays
     from worker.preview import render_preview
 
     if fork:
         numba.config.THREADING_LAYER = "forksafe"
+    cpu_kernels.load()
     rng = np.random.default_rng(0)
     image = rng.random(WARM_UP_SHAPE + (1,), dtype=np.float32)
-    label = np.zeros(WARM_UP_SHAPE, dtype=np.uint8)
+    label = np.zeros(WARM_UP_SHAPE, dtype=np.uint8, order="F")  # as read from NIfTI
     label[3:9, 4:10, 2:8] = 1
     result = soften_arrays(
         image, label, config=SofteningConfig(n_segments=8), num_classes=2, spacing_mm=(1.0, 1.0, 1.0), backend="cpu"
@@ -68,12 +71,28 @@ def warm_up(*, fork: bool) -> None:
         render_preview(image, label, result.soft, Path(tmp) / "warm-up.png", superpixels=result.superpixels)
 
 
+class InProcessWorker(SimpleWorker):
+    """RQ's ``SimpleWorker``, forgetting a stop command once the job it named has ended.
+
+    RQ's stop-job command marks the job id to stop; it is cleared only when that job fails.
+    A job that ended before it saw its stop request would leave the mark behind, and a later
+    failure of the same (deterministic) job id on this worker would read as stopped.
+    """
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            super().execute_job(job, queue)
+        finally:
+            if self._stopped_job_id == job.id:
+                self._stopped_job_id = None
+
+
 def build_worker(
     connection: redis.Redis, queue_names: list[str], *, fork: bool, name: str | None, settings: WorkerSettings
 ) -> Worker:
-    """An RQ worker on these queues: forking (``Worker``) or in-process (``SimpleWorker``)."""
+    """An RQ worker on these queues: forking (``Worker``) or in-process (``InProcessWorker``)."""
     queues = [Queue(q, connection=connection, serializer=JSONSerializer) for q in queue_names]
-    worker_class = Worker if fork else SimpleWorker
+    worker_class = Worker if fork else InProcessWorker
     return worker_class(
         queues, connection=connection, serializer=JSONSerializer, name=name,
         maintenance_interval=settings.maintenance_interval_s,
