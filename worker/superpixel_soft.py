@@ -40,6 +40,8 @@ def one_hot(label: Any, *, num_classes: int) -> Any:
         return one_hot_by_arrays(label, num_classes=num_classes)
     from worker.soften_cpu import one_hot_into
 
+    _check_ids("label", label, low=0, high=num_classes)  # the kernel does not check bounds
+
     soft = np.zeros(label.shape + (num_classes,), dtype=np.float32, order="F")
     as_3d = (lambda a: a) if label.ndim == 3 else (lambda a: a[:, :, None])
     one_hot_into(as_3d(soft), as_3d(label))
@@ -160,6 +162,8 @@ def soften_restricted_cpu(
     boxes and numbers as :func:`soften_by_arrays`, without full-size temporaries."""
     from worker import soften_cpu
 
+    _check_ids("label", label, low=0, high=num_classes)  # the kernels do not check bounds
+    _check_ids("superpixels", superpixels, low=-1, high=None)
     as_3d = (lambda a: a) if label.ndim == 3 else (lambda a: a[..., None])
     label3, superpixels3 = as_3d(label), as_3d(superpixels)
     rows = int(superpixels.max()) + 2
@@ -177,6 +181,16 @@ def soften_restricted_cpu(
         )
 
     _for_each_class(soften_class, classes, threads=threads)
+
+
+def _check_ids(name: str, ids: np.ndarray, *, low: int, high: int | None) -> None:
+    """Raise ValueError unless every value lies in [low, high) (high None: no upper bound)."""
+    if ids.size == 0:
+        return
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo < low or (high is not None and hi >= high):
+        bound = f"[{low}, {high})" if high is not None else f">= {low}"
+        raise ValueError(f"{name}: expected values {bound}, got min {lo}, max {hi}")
 
 
 def _class_box(

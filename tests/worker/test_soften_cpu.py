@@ -8,6 +8,8 @@ dtypes the readers produce are covered.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -86,3 +88,24 @@ def test_uint8_quantisation_matches_the_channel_by_channel_formula() -> None:
     assert stored.dtype == np.uint8 and stored.flags.f_contiguous
     c_ordered = np.ascontiguousarray(soft)  # any layout in, Fortran order out
     np.testing.assert_array_equal(quantize_soft_labels(c_ordered, "uint8"), expected)
+
+
+@pytest.mark.parametrize(("bad", "message"), [(3, "got min 0, max 3"), (-1, "got min -1, max 2")])
+def test_out_of_range_labels_are_refused_before_a_kernel_runs(bad: int, message: str) -> None:
+    label = np.zeros((6, 5, 4), dtype=np.int16)
+    label[0, 0, :2] = (bad, 2)
+    superpixels = blocky_superpixels(label.shape, 2, masked=False)
+    soft = np.zeros(label.shape + (3,), dtype=np.float32, order="F")
+    with pytest.raises(ValueError, match=re.escape(f"label: expected values [0, 3), {message}")):
+        one_hot(label, num_classes=3)
+    with pytest.raises(ValueError, match=re.escape(f"label: expected values [0, 3), {message}")):
+        soften_restricted_cpu(soft, label, superpixels, num_classes=3, spacing=None, threads=1)
+
+
+def test_superpixel_ids_below_minus_one_are_refused() -> None:
+    label = random_label((6, 5, 4), 3, seed=1)
+    superpixels = blocky_superpixels(label.shape, 2, masked=True)
+    superpixels[-1, -1, -1] = -2
+    soft = one_hot(label, num_classes=3)
+    with pytest.raises(ValueError, match=re.escape("superpixels: expected values >= -1, got min -2")):
+        soften_restricted_cpu(soft, label, superpixels, num_classes=3, spacing=None, threads=1)
