@@ -22,7 +22,7 @@ from rq.job import Job
 
 from worker import __version__
 from worker.atomic import write_json_atomic
-from worker.backend import release_device_memory, to_host
+from worker.backend import release_device_memory, resolve_backend, to_host
 from worker.errors import InputError
 from worker.job_metrics import record_job_timings
 from worker.job_payload import SoftenJobPayload
@@ -123,6 +123,7 @@ def run_soften_job(
         timings["preview"] = time.perf_counter() - preview_start
     except JobStopped:
         _remove_outputs(spec)  # none of them is a result without this run's provenance record
+        release_device_memory(resolve_backend(backend))  # the stopped run's arrays are garbage now
         raise
     ran_on = result.backend
     del result  # drop the device arrays before the pool is emptied
