@@ -179,7 +179,8 @@ def read_study(
 def check_study(
     image_paths: Sequence[str | Path], label_path: str | Path, *, num_classes: int, max_voxels: int | None = None
 ) -> ImageFiles:
-    """Every check of :func:`read_study` while holding one channel at a time (uploads, imports).
+    """Every check of :func:`read_study`, holding one file's voxels at a time (uploads, imports):
+    a channel file, or a whole 4D file.
 
     Returns the checked image files, which give the study's grid (shape, spacing, affine).
     """
