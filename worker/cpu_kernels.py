@@ -1,11 +1,11 @@
 """Compile (or load) every compiled CPU kernel for the argument types studies bring.
 
 Numba compiles one version of a kernel per argument type, array layout included, and caches
-it on disk. Labels read from NIfTI are Fortran-ordered, uint8 (up to 256 classes) or uint16;
-superpixels are C-ordered int32 from our SLIC, Fortran-ordered when read from a file; soft
-labels are Fortran-ordered float32. :func:`load` calls each kernel once on a tiny phantom in
-each of those forms, so ``python -m worker.native_slic`` at install compiles what real runs
-use, and a worker's warm-up loads it before its first job.
+it on disk. Labels read from NIfTI are Fortran-ordered, uint8 (up to 256 classes) or uint16,
+and labels made in memory are C-ordered; the one-hot kernel takes them as they come, the
+softening kernels take C-ordered copies. :func:`load` calls each kernel once on a tiny
+phantom in each of those forms, so ``python -m worker.native_slic`` at install compiles what
+real runs use, and a worker's warm-up loads it before its first job.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ def load() -> None:
     for label_in, superpixels_in in (
         (np.asfortranarray(label), superpixels),  # read from NIfTI, our SLIC
         (np.asfortranarray(label.astype(np.uint16)), superpixels),  # more than 256 classes
-        (np.asfortranarray(label), np.asfortranarray(superpixels)),  # superpixels from a file
         (label, superpixels),  # arrays made in memory (soften_arrays callers)
     ):
         soft = superpixel_soft_labels(label_in, superpixels_in, num_classes=3, spacing=(1.0, 2.0, 0.5))

@@ -165,7 +165,8 @@ def soften_restricted_cpu(
     _check_ids("label", label, low=0, high=num_classes)  # the kernels do not check bounds
     _check_ids("superpixels", superpixels, low=-1, high=None)
     as_3d = (lambda a: a) if label.ndim == 3 else (lambda a: a[..., None])
-    label3, superpixels3 = as_3d(label), as_3d(superpixels)
+    # The kernels walk C order; labels read from NIfTI are Fortran-ordered (one cheap copy).
+    label3, superpixels3 = np.ascontiguousarray(as_3d(label)), np.ascontiguousarray(as_3d(superpixels))
     rows = int(superpixels.max()) + 2
     counts, sp_start, sp_stop, bnd_start, bnd_stop = soften_cpu.study_tables(label3, superpixels3, num_classes, rows)
     mixed = (counts > 0) & (counts < counts.sum(axis=1, keepdims=True))
