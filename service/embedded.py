@@ -117,6 +117,13 @@ def exit_reason(code: int) -> str:
     return f"exit code {code}"
 
 
+def worker_threads(workers: int) -> int:
+    """Numba threads per embedded worker: this process's CPUs shared out, so that N workers do
+    not run N x CPUs threads (docs/performance.md: 2 workers on 2 cores, 1 thread each)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cpus // max(1, workers))
+
+
 def free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
@@ -197,7 +204,9 @@ class EmbeddedStack:
         """Worker ``index``, under a fresh name: RQ keeps a dead worker's name registered a while."""
         name = f"embedded-{index}-{uuid.uuid4().hex[:6]}"
         command = [sys.executable, "-m", "worker.queue_worker", "--backend", self.backend, "--name", name]
-        return self._spawn(command, self._env, f"worker-{index}.log")
+        env = dict(self._env)
+        env.setdefault("NUMBA_NUM_THREADS", str(worker_threads(self.n_workers)))
+        return self._spawn(command, env, f"worker-{index}.log")
 
     def _wait_for_api(self) -> None:
         deadline = time.monotonic() + API_START_TIMEOUT_S

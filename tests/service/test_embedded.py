@@ -64,3 +64,20 @@ def test_no_restart_during_shutdown_and_the_api_exiting_is_fatal(stack):
     assert stack.supervise(pytest.fail) is None  # exited because we stopped it: not restarted
     stack.api = ExitedChild(3)
     assert stack.supervise(pytest.fail) == "the API (exit code 3)"
+
+
+@pytest.mark.parametrize(("workers", "cpus", "threads"), [(1, 2, 2), (2, 2, 1), (3, 2, 1), (2, 16, 8), (0, 4, 4)])
+def test_workers_share_the_cpus_between_their_threads(monkeypatch, workers, cpus, threads):
+    monkeypatch.setattr(embedded.os, "sched_getaffinity", lambda pid: set(range(cpus)))
+    assert embedded.worker_threads(workers) == threads
+
+
+@pytest.mark.parametrize("preset", [None, "3"])
+def test_each_worker_gets_its_share_unless_numba_num_threads_is_set(tmp_path, monkeypatch, preset):
+    monkeypatch.setattr(embedded.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    stack = EmbeddedStack(data_dir=tmp_path, workers=2)
+    stack._env = {"PATH": "/bin"} | ({"NUMBA_NUM_THREADS": preset} if preset else {})
+    spawned: list[dict[str, str]] = []
+    monkeypatch.setattr(stack, "_spawn", lambda command, env, log_name: spawned.append(env))
+    stack._start_worker(0)
+    assert spawned[0]["NUMBA_NUM_THREADS"] == (preset or "2")
