@@ -83,17 +83,6 @@ def stage_progress() -> Iterator[Callable[[str, float], None]]:
         yield report
 
 
-def _infer_classes(label: Path) -> int:
-    from worker.nifti_io import open_nifti
-
-    import numpy as np
-
-    data = np.asarray(open_nifti(label).dataobj)
-    k = int(data.max()) + 1
-    stderr.print(f"note: --classes not given; using K = {k} from this label (pass --classes for a dataset's K)")
-    return k
-
-
 @app.command()
 @exits_on_bad_input
 def soften(
@@ -116,12 +105,14 @@ def soften(
 ) -> None:
     """Soften one study's label map."""
     config = build_config(method, n_segments, compactness, sigma, eps, distance, normalize, dtype, slic)
-    num_classes = classes if classes is not None else _infer_classes(label)
     with stage_progress() as report:
         result = soften_files(
-            image, label, out, config=config, num_classes=num_classes, superpixels_in=superpixels,
+            image, label, out, config=config, num_classes=classes, superpixels_in=superpixels,
             superpixels_out=save_superpixels, backend=backend, progress=report,
         )  # fmt: skip
+    if classes is None:
+        k = result.soft.shape[-1]
+        stderr.print(f"note: --classes not given; used K = {k} from this label (pass --classes for a dataset's K)")
     times = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings_s.items())
     stderr.print(f"wrote {out} ({result.backend}; {times})", highlight=False)
 

@@ -47,6 +47,7 @@ class Study:
 
     image: np.ndarray  # float32 (X, Y[, Z], C)
     label: np.ndarray  # uint (X, Y[, Z]), values in [0, K)
+    num_classes: int  # K: given by the caller, or the label's maximum + 1
     affine: np.ndarray  # (4, 4) voxel-to-world, from the first image file
     spacing_mm: tuple[float, ...]  # voxel size per spatial axis
 
@@ -152,9 +153,9 @@ def read_image(paths: Sequence[str | Path], *, max_voxels: int | None = None) ->
 
 
 def read_label(
-    path: str | Path, *, num_classes: int, ref_path: str | Path, ref_shape: Sequence[int], ref_affine: np.ndarray, max_voxels: int | None = None
+    path: str | Path, *, num_classes: int | None, ref_path: str | Path, ref_shape: Sequence[int], ref_affine: np.ndarray, max_voxels: int | None = None
 ) -> np.ndarray:
-    """An integer label map on the image's grid, values in [0, num_classes)."""
+    """An integer label map on the image's grid, values in [0, num_classes) (None: K from the label)."""
     path = Path(path)
     img = open_nifti(path, max_voxels=max_voxels)
     if len(img.shape) == 4:
@@ -165,15 +166,20 @@ def read_label(
 
 
 def read_study(
-    image_paths: Sequence[str | Path], label_path: str | Path, *, num_classes: int, max_voxels: int | None = None
+    image_paths: Sequence[str | Path], label_path: str | Path, *, num_classes: int | None, max_voxels: int | None = None
 ) -> Study:
-    """Read and validate one study; raises InputError naming the file on any bad input."""
-    validation.check_num_classes(num_classes)
+    """Read and validate one study; raises InputError naming the file on any bad input.
+
+    num_classes None takes K from the label (its maximum + 1): for a study outside a dataset.
+    """
+    if num_classes is not None:
+        validation.check_num_classes(num_classes)
     image, affine, spacing = read_image(image_paths, max_voxels=max_voxels)
     label = read_label(
         label_path, num_classes=num_classes, ref_path=image_paths[0], ref_shape=image.shape[:-1], ref_affine=affine, max_voxels=max_voxels
     )
-    return Study(image=image, label=label, affine=affine, spacing_mm=spacing)
+    k = int(label.max()) + 1 if num_classes is None else num_classes
+    return Study(image=image, label=label, num_classes=k, affine=affine, spacing_mm=spacing)
 
 
 def check_study(

@@ -117,7 +117,7 @@ def soften_files(
     out_path: str | Path,
     *,
     config: SofteningConfig,
-    num_classes: int,
+    num_classes: int | None,
     superpixels_in: str | Path | None = None,
     superpixels_out: str | Path | None = None,
     backend: str = "auto",
@@ -127,6 +127,7 @@ def soften_files(
     """Read and validate a study, soften it and write the soft labels (and superpixels).
 
     Every input is checked before anything is written; outputs appear atomically.
+    num_classes None takes K from the label (its maximum + 1), for a study outside a dataset.
     """
     resolved = resolve_backend(backend)
     stages = _Stages(progress, resolved)
@@ -141,7 +142,7 @@ def soften_files(
         study.image,
         study.label,
         config=config,
-        num_classes=num_classes,
+        num_classes=study.num_classes,
         spacing_mm=study.spacing_mm,
         superpixels=given_sp,
         backend=resolved,

@@ -60,12 +60,14 @@ def check_image_channel(path: str | Path, channel: np.ndarray, *, index: int) ->
         raise InputError(file=path, field=f"channel {index} values", expected="a non-constant image", got=f"every voxel = {lo:g}")
 
 
-def check_label_values(path: str | Path, label: np.ndarray, *, num_classes: int) -> np.ndarray:
+def check_label_values(path: str | Path, label: np.ndarray, *, num_classes: int | None) -> np.ndarray:
     """Integer class ids in [0, num_classes) with some foreground; returns the label as an int array.
 
-    The dtype is the smallest unsigned type that holds ``num_classes`` (uint8 up to 256 classes).
+    num_classes None takes K from the label itself (its maximum + 1), once it is known to hold
+    integers. The dtype is the smallest unsigned type that holds K (uint8 up to 256 classes).
     """
-    check_num_classes(num_classes)
+    if num_classes is not None:
+        check_num_classes(num_classes)
     if not np.issubdtype(label.dtype, np.integer):
         if not np.isfinite(label).all():
             raise InputError(file=path, field="label values", expected="integers", got="NaN/Inf voxels")
@@ -73,6 +75,7 @@ def check_label_values(path: str | Path, label: np.ndarray, *, num_classes: int)
             frac = label[label != np.round(label)]
             raise InputError(file=path, field="label values", expected="integers", got=f"non-integer values such as {float(frac.flat[0]):g}")
     lo, hi = label.min(), label.max()
+    num_classes = int(hi) + 1 if num_classes is None else num_classes
     if lo < 0:
         raise InputError(file=path, field="label values", expected=f"integers in [0, {num_classes})", got=f"min {lo:g}")
     if hi >= num_classes:

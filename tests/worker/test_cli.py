@@ -57,6 +57,23 @@ def test_bad_input_exits_1_with_one_line(tmp_path: Path, small_study: dict) -> N
     assert not (tmp_path / "o.nii.gz").exists()
 
 
+def test_without_classes_k_comes_from_the_label_and_bad_labels_still_get_a_clear_error(tmp_path: Path, small_study: dict) -> None:
+    args = [a for a in soften_args(small_study, tmp_path / "o.nii.gz") if a not in ("--classes", "4")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "used K = 4 from this label" in result.output
+    assert nib.load(tmp_path / "o.nii.gz").shape[-1] == 4
+    label = nib.load(small_study["label"])
+    with_nan = np.asarray(label.dataobj).astype(np.float32)
+    with_nan[0, 0, 0] = np.nan
+    nan_label = tmp_path / "nan.nii.gz"
+    nib.save(nib.Nifti1Image(with_nan, label.affine), nan_label)
+    args[args.index("--label") + 1] = str(nan_label)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert "nan.nii.gz: label values: expected integers, got NaN/Inf voxels" in result.output
+
+
 def test_bad_option_exits_1(tmp_path: Path, small_study: dict) -> None:
     result = runner.invoke(app, soften_args(small_study, tmp_path / "o.nii.gz", "--eps", "2", "--method", "smoothing"))
     assert result.exit_code == 1 and "--eps" in result.output
