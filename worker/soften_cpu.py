@@ -123,35 +123,16 @@ def _grow(start: np.ndarray, stop: np.ndarray, row: np.int64, i: int, j: int, k:
 
 
 @numba.njit(cache=True, nogil=True)
-def _envelope_along(sq: np.ndarray, axis: int, step: float) -> None:
-    """The 1D squared-distance envelope along one axis of a 3D array, in place."""
-    n = sq.shape[axis]
+def _envelope_along_last_axis(lines: np.ndarray, step: float) -> None:
+    """The 1D squared-distance envelope along the last axis of a 3D array (any strides), in place."""
+    n = lines.shape[2]
     f = np.empty(n, dtype=np.float64)
-    out = np.empty(n, dtype=np.float64)
     v = np.empty(n, dtype=np.int64)
     z = np.empty(n + 1, dtype=np.float64)
-    a, b, c = sq.shape
-    if axis == 0:
-        for j in range(b):
-            for k in range(c):
-                for p in range(n):
-                    f[p] = sq[p, j, k]
-                _envelope_1d(f, step, out, v, z)
-                for p in range(n):
-                    sq[p, j, k] = out[p]
-    elif axis == 1:
-        for i in range(a):
-            for k in range(c):
-                for p in range(n):
-                    f[p] = sq[i, p, k]
-                _envelope_1d(f, step, out, v, z)
-                for p in range(n):
-                    sq[i, p, k] = out[p]
-    else:
-        for i in range(a):
-            for j in range(b):
-                f[:] = sq[i, j]
-                _envelope_1d(f, step, sq[i, j], v, z)
+    for i in range(lines.shape[0]):
+        for j in range(lines.shape[1]):
+            f[:] = lines[i, j]
+            _envelope_1d(f, step, lines[i, j], v, z)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -175,8 +156,9 @@ def soften_class_in_box(
                     label, x0 + i, y0 + j, z0 + k
                 )
                 sq[i, j, k] = 0.0 if on_boundary else np.inf
-    for axis in range(3):
-        _envelope_along(sq, axis, steps[axis])
+    _envelope_along_last_axis(sq.transpose((1, 2, 0)), steps[0])  # axes in SciPy's order
+    _envelope_along_last_axis(sq.transpose((0, 2, 1)), steps[1])
+    _envelope_along_last_axis(sq, steps[2])
     for i in range(bx):
         for j in range(by):
             for k in range(bz):
