@@ -31,7 +31,7 @@ from typing import IO
 
 import httpx
 
-from service.embedded_redis import EmbeddedRedis
+from service.embedded_redis import EmbeddedRedis, terminate
 
 STATE_FILE = "embedded.json"
 TOKEN_FILE = "admin-token"
@@ -256,13 +256,8 @@ class EmbeddedStack:
         self.stop_workers()
         for worker in self.workers:
             worker.wait()
-        if self.api is not None and self.api.poll() is None:
-            self.api.send_signal(signal.SIGTERM)
-            try:
-                self.api.wait(API_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.api.kill()
-                self.api.wait()
+        if self.api is not None:
+            terminate(self.api, timeout_s=API_STOP_TIMEOUT_S)
         if self.redis is not None:
             self.redis.close()
         (self.data_dir / STATE_FILE).unlink(missing_ok=True)

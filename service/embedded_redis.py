@@ -20,6 +20,18 @@ START_TIMEOUT_S = 15  # seconds to wait for the server to answer PING
 STOP_TIMEOUT_S = 30  # seconds to wait for a graceful shutdown (it writes its data first)
 
 
+def terminate(process: subprocess.Popen[bytes], *, timeout_s: float) -> None:
+    """SIGTERM a child that is still running, then SIGKILL it if it has not exited in time."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class EmbeddedRedis:
     """A redis-server with AOF persistence in ``data_dir``; ``url`` is valid once started."""
 
@@ -61,13 +73,8 @@ class EmbeddedRedis:
 
     def stop(self) -> None:
         """Graceful shutdown (SIGTERM: Redis flushes its append-only file), then clean up."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            terminate(self.process, timeout_s=STOP_TIMEOUT_S)
         self.process = None
 
     def close(self) -> None:
