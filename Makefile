@@ -9,13 +9,11 @@ $(VENV)/bin/python:
 	$(VENV)/bin/pip install --quiet --upgrade pip
 
 $(VENV)/.installed-core: pyproject.toml | $(VENV)/bin/python
-	$(VENV)/bin/pip install --quiet -e .
-	$(VENV)/bin/python -m worker.native_slic  # compile the Numba kernels once, at install
+	$(VENV)/bin/pip install --quiet -e .  # builds the engine's C kernels (gcc, OpenMP)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet -e '.[dev,train]'
-	$(VENV)/bin/python -m worker.native_slic  # compile the Numba kernels once, at install
 	touch $@ $(VENV)/.installed-core
 
 .PHONY: demo test

@@ -9,13 +9,12 @@ Cases (``worker.demo_data``, normalised per channel as in the pipeline, no mask)
 
 Each timing is the median (and the minimum) of ``--repeats`` runs after one warm-up run
 (scikit-image: ``--sk-repeats``); the 1-minute load average at the end of each case is
-printed too, since other processes on the machine slow the 2-thread Numba code most. ``--backend gpu`` also times the CuPy kernels (the device is
+printed too, since other processes on the machine slow the 2-thread compiled code most. ``--backend gpu`` also times the CuPy kernels (the device is
 synchronised before each clock read; the image is already on the device).
 
-First-run cost is measured in fresh processes (``python -c``): ``import`` plus the first
-call on a 16^3 image, once with an empty Numba cache (``NUMBA_CACHE_DIR`` pointed at a new
-temporary folder: every kernel compiles) and once with that cache filled (a user's every
-later process).
+First-run cost is measured in fresh processes (``python -c``, three of them, medians):
+``import`` plus the first call on a 16^3 image. The kernels are a C extension built at
+install, so there is no compile and no cache: every process is a first run.
 
     python bench/slic_speed.py [--cases small,syn11,mni152] [--repeats 5] [--sk-repeats 3] [--backend cpu|gpu]
 """
@@ -28,7 +27,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -68,17 +66,14 @@ def timings(run, repeats: int, sync=lambda: None) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times)}
 
 
-def first_run_cost() -> dict:
-    """Seconds for import and first call in a fresh process: empty, then filled Numba cache."""
-    out = {}
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        for state in ("cold_cache", "warm_cache"):
-            result = subprocess.run([sys.executable, "-c", FIRST_CALL], env=env, check=True,
-                                    capture_output=True, text=True)
-            import_s, call_s = (float(v) for v in result.stdout.split())
-            out[state] = {"import_s": import_s, "first_call_s": call_s}
-    return out
+def first_run_cost(runs: int = 3) -> dict:
+    """Median seconds for import and first call, each in a fresh process."""
+    measured = []
+    for _ in range(runs):
+        result = subprocess.run([sys.executable, "-c", FIRST_CALL], check=True, capture_output=True, text=True)
+        measured.append([float(v) for v in result.stdout.split()])
+    return {"import_s": statistics.median(m[0] for m in measured),
+            "first_call_s": statistics.median(m[1] for m in measured), "runs": runs}
 
 
 def time_case(name: str, repeats: int, sk_repeats: int, backend: str) -> dict:
@@ -113,9 +108,8 @@ def main() -> None:
     parser.add_argument("--sk-repeats", type=int, default=3)
     parser.add_argument("--backend", choices=("cpu", "gpu"), default="cpu")
     args = parser.parse_args()
-    import numba
-
-    print(json.dumps({"cpu_threads": numba.get_num_threads(), "cpu_count": os.cpu_count(),
+    print(json.dumps({"omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset (one per core)"),
+                      "cpu_count": os.cpu_count(),
                       "first_run": first_run_cost()}), flush=True)
     for name in args.cases.split(","):
         print(json.dumps(time_case(name, args.repeats, args.sk_repeats, args.backend)), flush=True)

@@ -7,10 +7,16 @@
 FROM python:3.11.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+# gcc builds the engine's C kernels (Cython, OpenMP) at install; the base image is pinned,
+# apt versions follow its security updates.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY cli ./cli
 COPY service ./service
 COPY worker ./worker
@@ -19,6 +25,11 @@ RUN pip install --no-cache-dir "/src[train]" \
  && pip check
 
 FROM python:3.11.11-slim-bookworm AS runtime
+# libgomp1: the OpenMP runtime the engine's C kernels link to.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 softlabel \
  && useradd --system --uid 10001 --gid softlabel --create-home --home-dir /home/softlabel softlabel \
@@ -30,8 +41,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
-    MPLCONFIGDIR=/tmp/matplotlib \
-    NUMBA_CACHE_DIR=/tmp/numba
+    MPLCONFIGDIR=/tmp/matplotlib
 USER 10001:10001
 WORKDIR /runs
 VOLUME ["/runs"]

@@ -10,29 +10,30 @@ FROM nvidia/cuda:12.6.3-runtime-ubuntu24.04 AS build
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-# Ubuntu 24.04's Python 3.12; the base image is pinned, apt versions follow its security updates.
+# Ubuntu 24.04's Python 3.12, and gcc with Python's headers for the engine's C kernels (Cython,
+# OpenMP); the base image is pinned, apt versions follow its security updates.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv \
+ && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY cli ./cli
 COPY service ./service
 COPY worker ./worker
 COPY trainer ./trainer
 RUN pip install --no-cache-dir "/src[gpu]" \
- && python -m worker.native_slic \
  && pip check
 
 FROM nvidia/cuda:12.6.3-runtime-ubuntu24.04 AS runtime
 ENV DEBIAN_FRONTEND=noninteractive
-# The venv's python is a link to /usr/bin/python3.12, so the runtime needs the same package.
+# The venv's python is a link to /usr/bin/python3.12, so the runtime needs the same package;
+# libgomp1 is the OpenMP runtime of the engine's C kernels.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 \
+ && apt-get install -y --no-install-recommends python3 libgomp1 \
  && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 softlabel \
@@ -48,8 +49,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     CUPY_CACHE_DIR=/tmp/cupy \
-    MPLCONFIGDIR=/tmp/matplotlib \
-    NUMBA_CACHE_DIR=/tmp/numba
+    MPLCONFIGDIR=/tmp/matplotlib
 USER 10001:10001
 WORKDIR /home/softlabel
 VOLUME ["/data"]

@@ -118,7 +118,7 @@ def exit_reason(code: int) -> str:
 
 
 def worker_threads(workers: int) -> int:
-    """Numba threads per embedded worker: this process's CPUs shared out, so that N workers do
+    """CPU kernel threads (OpenMP) per embedded worker: this process's CPUs shared out, so that N workers do
     not run N x CPUs threads (docs/performance.md: 2 workers on 2 cores, 1 thread each)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cpus // max(1, workers))
@@ -205,7 +205,7 @@ class EmbeddedStack:
         name = f"embedded-{index}-{uuid.uuid4().hex[:6]}"
         command = [sys.executable, "-m", "worker.queue_worker", "--backend", self.backend, "--name", name]
         env = dict(self._env)
-        env.setdefault("NUMBA_NUM_THREADS", str(worker_threads(self.n_workers)))
+        env.setdefault("OMP_NUM_THREADS", str(worker_threads(self.n_workers)))
         return self._spawn(command, env, f"worker-{index}.log")
 
     def _wait_for_api(self) -> None:

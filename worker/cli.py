@@ -36,7 +36,7 @@ EpsOpt = Annotated[float, typer.Option("--eps", help="label smoothing epsilon")]
 DistanceOpt = Annotated[str, typer.Option("--distance", help="voxel | mm: unit of distances and sigma")]
 NormalizeOpt = Annotated[bool, typer.Option("--normalize", help="divide each voxel's K probabilities by their sum")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="uint8 (scl_slope 1/255) | float32")]
-SlicOpt = Annotated[str, typer.Option("--slic", help="native (ours: Numba on the CPU, CUDA on the GPU) | skimage (the reference)")]
+SlicOpt = Annotated[str, typer.Option("--slic", help="native (ours: compiled C on the CPU, CUDA on the GPU) | skimage (the reference)")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="auto | cpu | gpu")]
 
 

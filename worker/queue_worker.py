@@ -1,9 +1,8 @@
 """``softlabel worker``: an RQ worker for soften jobs, with crash recovery.
 
 Workers run jobs in their own process (RQ's ``SimpleWorker``) by default, after loading the
-engine once: CUDA does not survive ``fork()``, and on the CPU a forked work horse runs the
-engine about 20% slower than its parent (Numba must use its fork-safe threading layer there)
-and pays for the fork on every job (docs/performance.md). ``--fork`` selects RQ's forking
+engine once: CUDA does not survive ``fork()``, and on the CPU a forked work horse pays for the
+fork and for starting its threads on every job. ``--fork`` selects RQ's forking
 ``Worker`` on the CPU, which isolates each job in a work horse. Either way a job that kills
 its process is requeued by crash recovery (``worker.queue_recovery``), and a running job can
 be stopped (``worker.job_stop``). Jobs and results are JSON (``JSONSerializer``); a scheduler
@@ -33,33 +32,30 @@ from worker.backend import resolve_backend
 from worker.queue_recovery import requeue_abandoned, start_recovery_loop
 from worker.queue_settings import BACKEND_ENV, WorkerSettings
 
-WARM_UP_SHAPE = (12, 14, 10)  # voxels of the phantom run once before forking
+WARM_UP_SHAPE = (12, 14, 10)  # voxels of the phantom run once before the first job
 
 app = typer.Typer(add_completion=False)
 log = logging.getLogger("softlabel.worker")
 
 
 def warm_up(*, fork: bool) -> None:
-    """Run the CPU engine and the preview once on a tiny phantom, so the first job (or every
-    forked work horse, which inherits them) finds modules imported and compiled kernels loaded.
+    """Import the engine and, in a worker that runs jobs itself, run it and the preview once on a
+    tiny phantom, so the first job finds everything imported and initialised.
 
-    Our SLIC runs Numba's parallel threads, and GNU OpenMP (Numba's default layer where it is
-    present) aborts a child forked from a process that started them, so a forking worker first
-    selects Numba's fork-safe threading layer (TBB if installed, else its workqueue).
+    A forking worker only imports: the CPU kernels run on GNU OpenMP threads, and GNU OpenMP
+    hangs in a child forked from a process that has started them, so the parent of the work
+    horses must never run a kernel (each horse starts its own threads).
     """
     import tempfile
 
-    import numba
     import numpy as np
 
-    from worker import cpu_kernels
     from worker.config import SofteningConfig
     from worker.pipeline import soften_arrays
     from worker.preview import render_preview
 
     if fork:
-        numba.config.THREADING_LAYER = "forksafe"
-    cpu_kernels.load()
+        return
     rng = np.random.default_rng(0)
     image = rng.random(WARM_UP_SHAPE + (1,), dtype=np.float32)
     label = np.zeros(WARM_UP_SHAPE, dtype=np.uint8, order="F")  # as read from NIfTI

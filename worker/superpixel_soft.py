@@ -38,13 +38,13 @@ def one_hot(label: Any, *, num_classes: int) -> Any:
     """
     if backend_of(label) != "cpu":
         return one_hot_by_arrays(label, num_classes=num_classes)
-    from worker.soften_cpu import one_hot_into
+    from worker.soften_cpu import as_label, one_hot_into
 
     _check_ids("label", label, low=0, high=num_classes)  # the kernel does not check bounds
 
     soft = np.zeros(label.shape + (num_classes,), dtype=np.float32, order="F")
     as_3d = (lambda a: a) if label.ndim == 3 else (lambda a: a[:, :, None])
-    one_hot_into(as_3d(soft), as_3d(label))
+    one_hot_into(as_3d(soft), as_3d(as_label(label, num_classes)))
     return soft
 
 
@@ -166,7 +166,8 @@ def soften_restricted_cpu(
     _check_ids("superpixels", superpixels, low=-1, high=None)
     as_3d = (lambda a: a) if label.ndim == 3 else (lambda a: a[..., None])
     # The kernels walk C order; labels read from NIfTI are Fortran-ordered (one cheap copy).
-    label3, superpixels3 = np.ascontiguousarray(as_3d(label)), np.ascontiguousarray(as_3d(superpixels))
+    label3 = np.ascontiguousarray(as_3d(soften_cpu.as_label(label, num_classes)))
+    superpixels3 = soften_cpu.as_superpixels(as_3d(superpixels))
     rows = int(superpixels.max()) + 2
     counts, sp_start, sp_stop, bnd_start, bnd_stop = soften_cpu.study_tables(label3, superpixels3, num_classes, rows)
     mixed = (counts > 0) & (counts < counts.sum(axis=1, keepdims=True))

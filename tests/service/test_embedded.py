@@ -73,11 +73,11 @@ def test_workers_share_the_cpus_between_their_threads(monkeypatch, workers, cpus
 
 
 @pytest.mark.parametrize("preset", [None, "3"])
-def test_each_worker_gets_its_share_unless_numba_num_threads_is_set(tmp_path, monkeypatch, preset):
+def test_each_worker_gets_its_share_unless_omp_num_threads_is_set(tmp_path, monkeypatch, preset):
     monkeypatch.setattr(embedded.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     stack = EmbeddedStack(data_dir=tmp_path, workers=2)
-    stack._env = {"PATH": "/bin"} | ({"NUMBA_NUM_THREADS": preset} if preset else {})
+    stack._env = {"PATH": "/bin"} | ({"OMP_NUM_THREADS": preset} if preset else {})
     spawned: list[dict[str, str]] = []
     monkeypatch.setattr(stack, "_spawn", lambda command, env, log_name: spawned.append(env))
     stack._start_worker(0)
-    assert spawned[0]["NUMBA_NUM_THREADS"] == (preset or "2")
+    assert spawned[0]["OMP_NUM_THREADS"] == (preset or "2")

@@ -1,7 +1,7 @@
 """Native SLIC superpixels: one algorithm, three implementations.
 
 - :mod:`.reference`: vectorised NumPy/SciPy twin that pins the behaviour;
-- :mod:`.cpu` and :mod:`.connectivity`: Numba, multi-threaded, bit-identical
+- :mod:`.cpu` and :mod:`.connectivity`: Cython and C with OpenMP, bit-identical
   to the twin;
 - :mod:`.gpu`: CUDA kernels through CuPy (same assignment as the twin given
   the same centres).

@@ -61,7 +61,7 @@ def native_slic(image, *, n_segments: int, compactness: float,
     backend : {"cpu", "gpu"}
         Where to run; must match the array type of ``image``.
     implementation : {"compiled", "reference"}
-        ``"compiled"``: Numba on the CPU, CUDA kernels on the GPU.
+        ``"compiled"``: C extensions on the CPU, CUDA kernels on the GPU.
         ``"reference"``: the vectorised NumPy twin (CPU only; slow).
 
     Returns

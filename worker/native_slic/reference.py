@@ -1,6 +1,6 @@
 """Reference ("twin") SLIC steps: plain vectorised NumPy/SciPy, slow, exact.
 
-This module pins the behaviour that the Numba (:mod:`.cpu`) and CUDA
+This module pins the behaviour that the compiled CPU (:mod:`.cpu`) and CUDA
 (:mod:`.gpu`) implementations must reproduce bit for bit (CUDA: the
 assignment only; its centre sums use float64 atomics, see :mod:`.gpu`).
 

@@ -1,0 +1,270 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The restricted superpixel softening's CPU kernels, compiled ahead of time (3D arrays only).
+
+``worker.superpixel_soft`` states the method with array operations that run on NumPy and
+CuPy alike; on the CPU those spend most of their time making full-size temporaries (masks,
+int64 copies, moved axes, gathers), and MNI152's four classes each span the whole head. These
+kernels compute the same numbers in place, bit for bit (tests/worker/test_soften_cpu.py):
+
+* :func:`study_tables`: one pass over the study gives the class counts per superpixel and the
+  bounding boxes of every superpixel and of every class's boundary voxels;
+* :func:`soften_class_in_box`: one class in its box: face boundary, exact Euclidean distance
+  transform, signed distance and SPEC eq. 1, written straight into the soft labels;
+* :func:`one_hot_into` and :func:`quantize_uint8`: the one-hot start and the uint8 output.
+
+The distance transform is Felzenszwalb & Huttenlocher's (Theory of Computing 8, 2012): one
+pass per axis, each the lower envelope of parabolas along every 1D line. It gives SciPy's
+``distance_transform_edt`` numbers: squared terms ``(spacing_a * offset_a) ** 2`` are summed in
+axis order and square-rooted, as SciPy does (the two can pick different features only between
+exactly equidistant ones, so in mm they may differ in the last bit), and it is about 3x faster.
+
+This is Cython, built into a C extension when the package is installed (``setup.py``), so no
+run pays a compile. All kernels release the GIL; only :func:`quantize_uint8` starts threads
+(OpenMP; ``OMP_NUM_THREADS`` caps them), as the softener runs classes in a thread pool. Labels
+are uint8, uint16 or int32 and superpixels int32, C-ordered where the docstrings say so;
+:func:`as_label` and :func:`as_superpixels` make such copies when needed. 2D studies go through
+as (X, Y, 1) volumes; a unit axis changes no distance.
+"""
+
+from cython.parallel cimport prange
+from libc.math cimport INFINITY, fabs, rintf, sqrt
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
+from libc.stdlib cimport free, malloc
+
+import numpy as np
+
+ctypedef fused label_t:
+    uint8_t
+    uint16_t
+    int32_t
+
+
+def as_label(label, num_classes: int):
+    """``label`` (values already checked to lie in [0, num_classes)) as a dtype the kernels take."""
+    dtype = np.uint8 if num_classes <= 256 else np.uint16 if num_classes <= 65536 else np.int32
+    return label if label.dtype in (np.uint8, np.uint16, np.int32) else label.astype(dtype)
+
+
+def as_superpixels(superpixels):
+    """C-ordered int32 superpixel ids (values already checked to be >= -1 and to fit)."""
+    return np.ascontiguousarray(superpixels, dtype=np.int32)
+
+
+cdef void _envelope_1d(const double* f, Py_ssize_t n, double step, double* out, Py_ssize_t out_stride,
+                       Py_ssize_t* v, double* z) noexcept nogil:
+    """out[p * out_stride] = min_q (step * (p - q))**2 + f[q]; f may hold inf (no feature yet)."""
+    cdef Py_ssize_t q, r, p, j
+    cdef Py_ssize_t k = -1
+    cdef double fq, s, d
+    for q in range(n):
+        fq = f[q]
+        if fq == INFINITY:
+            continue
+        while k >= 0:
+            r = v[k]
+            s = ((fq + (step * q) * (step * q)) - (f[r] + (step * r) * (step * r))) / (2.0 * step * step * <double>(q - r))
+            if s <= z[k]:
+                k -= 1
+            else:
+                break
+        k += 1
+        v[k] = q
+        if k == 0:
+            z[0] = -INFINITY
+        else:
+            r = v[k - 1]
+            z[k] = ((fq + (step * q) * (step * q)) - (f[r] + (step * r) * (step * r))) / (2.0 * step * step * <double>(q - r))
+        z[k + 1] = INFINITY
+    if k < 0:
+        for p in range(n):
+            out[p * out_stride] = INFINITY
+        return
+    j = 0
+    for p in range(n):
+        while z[j + 1] < p:
+            j += 1
+        d = step * <double>(p - v[j])
+        out[p * out_stride] = d * d + f[v[j]]
+
+
+cdef int _envelope_along_axis(double* sq, Py_ssize_t[3] shape, int axis, double step) noexcept nogil:
+    """The 1D squared-distance envelope along ``axis`` of a C-ordered 3D array, in place.
+
+    Returns -1 when scratch memory cannot be had, else 0.
+    """
+    cdef Py_ssize_t strides[3]
+    strides[2] = 1
+    strides[1] = shape[2]
+    strides[0] = shape[1] * shape[2]
+    cdef int a = 1 if axis == 0 else 0
+    cdef int b = 1 if axis == 2 else 2
+    cdef Py_ssize_t n = shape[axis]
+    cdef Py_ssize_t stride = strides[axis]
+    cdef double* f = <double*>malloc(n * sizeof(double))
+    cdef Py_ssize_t* v = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t))
+    cdef double* z = <double*>malloc((n + 1) * sizeof(double))
+    cdef Py_ssize_t i, j, p
+    cdef double* line
+    if f == NULL or v == NULL or z == NULL:
+        free(f)
+        free(v)
+        free(z)
+        return -1
+    for i in range(shape[a]):
+        for j in range(shape[b]):
+            line = sq + i * strides[a] + j * strides[b]
+            for p in range(n):
+                f[p] = line[p * stride]
+            _envelope_1d(f, n, step, line, stride, v, z)
+    free(f)
+    free(v)
+    free(z)
+    return 0
+
+
+cdef inline bint _differs_from_a_face_neighbour(const label_t* label, Py_ssize_t nx, Py_ssize_t ny, Py_ssize_t nz,
+                                                Py_ssize_t i, Py_ssize_t j, Py_ssize_t k) noexcept nogil:
+    """Whether voxel (i, j, k) of a C-ordered label has a face neighbour inside it with another label."""
+    cdef Py_ssize_t at = (i * ny + j) * nz + k
+    cdef label_t value = label[at]
+    return (
+        (i > 0 and label[at - ny * nz] != value) or (i + 1 < nx and label[at + ny * nz] != value)
+        or (j > 0 and label[at - nz] != value) or (j + 1 < ny and label[at + nz] != value)
+        or (k > 0 and label[at - 1] != value) or (k + 1 < nz and label[at + 1] != value)
+    )
+
+
+cdef inline void _grow(int64_t* start, int64_t* stop, Py_ssize_t row,
+                       Py_ssize_t i, Py_ssize_t j, Py_ssize_t k) noexcept nogil:
+    """Grow row ``row`` of (rows, 3) C-ordered box tables to hold voxel (i, j, k)."""
+    start += 3 * row
+    stop += 3 * row
+    start[0] = min(start[0], i)
+    start[1] = min(start[1], j)
+    start[2] = min(start[2], k)
+    stop[0] = max(stop[0], i + 1)
+    stop[1] = max(stop[1], j + 1)
+    stop[2] = max(stop[2], k + 1)
+
+
+def study_tables(label, superpixels, num_classes: int, rows: int):
+    """Per-superpixel class counts and bounding boxes, in one pass over a 3D study.
+
+    label: int (X, Y, Z) in [0, num_classes); superpixels: int (X, Y, Z), -1 outside every
+    superpixel; rows = max superpixel id + 2. Returns (counts (rows, K) int64 with row s + 1
+    for superpixel s and row 0 for voxels outside all, zeroed; superpixel box start and stop
+    (rows, 3); boundary box start and stop (K + 1, 3) of each class's boundary voxels, row K
+    unused). Boxes as ``superpixel_soft.bounding_boxes``: stop exclusive, absent ids get
+    start = extent and stop = 0.
+    """
+    label = np.ascontiguousarray(as_label(label, num_classes))
+    counts = np.zeros((rows, num_classes), dtype=np.int64)
+    sp_start = np.empty((rows, 3), dtype=np.int64)
+    sp_stop = np.zeros((rows, 3), dtype=np.int64)
+    bnd_start = np.empty((num_classes + 1, 3), dtype=np.int64)
+    bnd_stop = np.zeros((num_classes + 1, 3), dtype=np.int64)
+    sp_start[:] = label.shape
+    bnd_start[:] = label.shape
+    _study_tables(label, as_superpixels(superpixels), counts, sp_start, sp_stop, bnd_start, bnd_stop)
+    counts[0, :] = 0
+    return counts, sp_start, sp_stop, bnd_start, bnd_stop
+
+
+def _study_tables(const label_t[:, :, ::1] label, const int32_t[:, :, ::1] superpixels, int64_t[:, ::1] counts,
+                  int64_t[:, ::1] sp_start, int64_t[:, ::1] sp_stop, int64_t[:, ::1] bnd_start, int64_t[:, ::1] bnd_stop):
+    cdef Py_ssize_t nx = label.shape[0], ny = label.shape[1], nz = label.shape[2]
+    cdef Py_ssize_t i, j, k, c, row
+    cdef const label_t* flat_label = &label[0, 0, 0]
+    with nogil:
+        for i in range(nx):
+            for j in range(ny):
+                for k in range(nz):
+                    c = label[i, j, k]
+                    row = superpixels[i, j, k] + 1
+                    counts[row, c] += 1
+                    _grow(&sp_start[0, 0], &sp_stop[0, 0], row, i, j, k)
+                    if _differs_from_a_face_neighbour(flat_label, nx, ny, nz, i, j, k):
+                        _grow(&bnd_start[0, 0], &bnd_stop[0, 0], c, i, j, k)
+
+
+def soften_class_in_box(float[::1, :, :] soft_c, const label_t[:, :, ::1] label,
+                        const int32_t[:, :, ::1] superpixels, mixed_c, Py_ssize_t c, start, stop, steps) -> None:
+    """Write q_c (SPEC eq. 1) into ``soft_c`` at the voxels of the box [start, stop) that lie in
+    superpixels mixed for class c (``mixed_c[s + 1]``), as ``superpixel_soft._soften_class_in_crop``.
+
+    The distance is to c's boundary voxels in the box: voxels of c with a face neighbour of
+    another class inside the image. soft_c: float32 (X, Y, Z) Fortran-ordered (one channel of the
+    soft labels); label (uint8, uint16 or int32) and superpixels (int32): C-ordered (X, Y, Z);
+    mixed_c: bool per superpixel row; steps: voxel size per axis (mm, or 1 for voxel units).
+    Releases the GIL while it computes.
+    """
+    cdef int64_t[::1] box_start = np.ascontiguousarray(start, dtype=np.int64)
+    cdef int64_t[::1] box_stop = np.ascontiguousarray(stop, dtype=np.int64)
+    cdef double[::1] axis_steps = np.ascontiguousarray(steps, dtype=np.float64)
+    cdef const uint8_t[::1] mixed = np.ascontiguousarray(mixed_c).view(np.uint8)
+    cdef Py_ssize_t nx = label.shape[0], ny = label.shape[1], nz = label.shape[2]
+    cdef Py_ssize_t x0 = box_start[0], y0 = box_start[1], z0 = box_start[2]
+    cdef Py_ssize_t[3] shape
+    shape[0] = box_stop[0] - x0
+    shape[1] = box_stop[1] - y0
+    shape[2] = box_stop[2] - z0
+    cdef Py_ssize_t i, j, k, at = 0
+    cdef int axis, status = 0
+    cdef double d, signed
+    cdef const label_t* flat_label = &label[0, 0, 0]
+    cdef double* sq = <double*>malloc(max(shape[0] * shape[1] * shape[2], 1) * sizeof(double))
+    if sq == NULL:
+        raise MemoryError(f"class {c}: no memory for the distance transform of its box {tuple(start)}-{tuple(stop)}")
+    with nogil:
+        for i in range(shape[0]):
+            for j in range(shape[1]):
+                for k in range(shape[2]):
+                    if label[x0 + i, y0 + j, z0 + k] == c and _differs_from_a_face_neighbour(
+                            flat_label, nx, ny, nz, x0 + i, y0 + j, z0 + k):
+                        sq[at] = 0.0
+                    else:
+                        sq[at] = INFINITY
+                    at += 1
+        for axis in range(3):  # SciPy's order: each axis's squared terms are added in turn
+            status = status or _envelope_along_axis(sq, shape, axis, axis_steps[axis])
+        if status == 0:
+            at = 0
+            for i in range(shape[0]):
+                for j in range(shape[1]):
+                    for k in range(shape[2]):
+                        if mixed[superpixels[x0 + i, y0 + j, z0 + k] + 1]:
+                            d = sqrt(sq[at])
+                            signed = d if label[x0 + i, y0 + j, z0 + k] == c else -d
+                            soft_c[x0 + i, y0 + j, z0 + k] = <float>(0.5 * (signed / (1 + fabs(signed)) + 1))
+                        at += 1
+    free(sq)
+    if status != 0:
+        raise MemoryError(f"class {c}: no memory for the distance transform of its box {tuple(start)}-{tuple(stop)}")
+
+
+def one_hot_into(float[::1, :, :, :] soft, const label_t[:, :, :] label) -> None:
+    """Set ``soft[x, label[x]] = 1`` for every voxel; soft: zeroed float32 (X, Y, Z, K), F-ordered;
+    label: (X, Y, Z) uint8, uint16 or int32 in [0, K), any layout.
+
+    Voxels are visited in the soft labels' (Fortran) order, so the writes run along memory.
+    """
+    cdef Py_ssize_t nx = label.shape[0], ny = label.shape[1], nz = label.shape[2]
+    cdef Py_ssize_t i, j, k
+    with nogil:
+        for k in range(nz):
+            for j in range(ny):
+                for i in range(nx):
+                    soft[i, j, k, label[i, j, k]] = 1.0
+
+
+def quantize_uint8(const float[::1] soft, uint8_t[::1] out) -> None:
+    """``out = rint(clip(soft, 0, 1) * 255)`` in float32, as uint8; both flat, same length.
+
+    Runs on OpenMP threads, without the GIL.
+    """
+    cdef Py_ssize_t n
+    cdef float value
+    with nogil:
+        for n in prange(soft.shape[0], schedule="static"):
+            value = min(max(soft[n], <float>0.0), <float>1.0)
+            out[n] = <uint8_t>rintf(value * <float>255.0)
