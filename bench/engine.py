@@ -10,8 +10,11 @@ Two modes, each case in a fresh process so peak RSS is the case's own:
   superpixels, times the softening step restricted vs naive (one full-volume SciPy EDT per
   class) and checks the outputs are identical.
 * ``end-to-end``: times whole ``softlabel soften`` runs (read, superpixels, softening,
-  write), one process per run, against the naive pipeline (scikit-image SLIC plus the naive
-  softening) in its own process per run, alternating, medians over --repeats.
+  write), one process per run, against the naive pipeline (scikit-image SLIC plus one
+  full-volume SciPy EDT per class) in its own process per run, alternating, medians over
+  --repeats. The naive pipeline runs twice: on the standard libraries' reading and writing
+  (nibabel, NumPy; the issue's baseline) and on ours (only SLIC and the transforms naive);
+  the two must write the same voxels.
 
     python bench/engine.py [--mode stages|end-to-end] [--cases syn11,syn100,mni152] [--repeats 3]
                            [--slic skimage|native] [--backend cpu|gpu|auto]
@@ -36,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 CASES = ("syn11", "syn100", "mni152")
+NAIVE_IO = ("standard", "ours")  # the naive pipeline's reading and writing: see run_naive_pipeline
 DATA_DIR = Path(__file__).resolve().parent / "out" / "data"
 
 
@@ -97,21 +101,48 @@ def run_stages(case: str, repeats: int, slic: str, backend: str) -> dict:
     }  # fmt: skip
 
 
-def run_naive_pipeline(case: str, out: str) -> None:
-    """The naive method end to end: read, scikit-image SLIC, full-volume EDT per class, write."""
-    from worker.nifti_io import quantize_soft_labels, read_study, write_soft_labels
-    from worker.normalize import normalize_channels
-    from worker.superpixel_soft import superpixel_soft_labels
-    from worker.superpixels import compute_superpixels
+def run_naive_pipeline(case: str, out: str, io: str) -> None:
+    """The naive method end to end: read, scikit-image SLIC, one full-volume SciPy EDT per class
+    (the array path, classes in a thread pool), uint8 quantisation, write.
+
+    io="standard" is the method as the standard libraries give it, the baseline the issue
+    measured: nibabel reads and writes, NumPy makes the one-hot start and the uint8 labels.
+    io="ours" swaps in our reading (ISA-L, checks), our one-hot and quantisation kernels and our
+    streamed writer, so that only SLIC and the distance transforms stay naive.
+    """
     from worker.config import SofteningConfig
+    from worker.normalize import normalize_channels
+    from worker.superpixel_soft import one_hot, one_hot_by_arrays, soften_by_arrays
+    from worker.superpixels import compute_superpixels
 
     meta = prepare(case)
     config = SofteningConfig(slic="skimage")
-    study = read_study(meta["images"], meta["label"], num_classes=meta["num_classes"])
-    superpixels = compute_superpixels(normalize_channels(study.image), n_segments=config.n_segments,
-                                      compactness=config.compactness, spacing=study.spacing_mm, slic="skimage")  # fmt: skip
-    soft = superpixel_soft_labels(study.label, superpixels, num_classes=meta["num_classes"], restrict=False)
-    write_soft_labels(out, quantize_soft_labels(soft, config.dtype), affine=study.affine)
+    k = meta["num_classes"]
+    if io == "standard":
+        import nibabel as nib
+
+        images = [nib.load(path) for path in meta["images"]]
+        image = np.stack([np.asarray(img.dataobj, dtype=np.float32) for img in images], axis=-1)
+        label = np.asarray(nib.load(meta["label"]).dataobj)
+        affine, spacing = images[0].affine, tuple(float(z) for z in images[0].header.get_zooms()[:3])
+    else:
+        from worker.nifti_io import read_study
+
+        study = read_study(meta["images"], meta["label"], num_classes=k)
+        image, label, affine, spacing = study.image, study.label, study.affine, study.spacing_mm
+    superpixels = compute_superpixels(normalize_channels(image), n_segments=config.n_segments,
+                                      compactness=config.compactness, spacing=spacing, slic="skimage")  # fmt: skip
+    soft = one_hot_by_arrays(label, num_classes=k) if io == "standard" else one_hot(label, num_classes=k)
+    soften_by_arrays(soft, label, superpixels, num_classes=k, spacing=spacing, restrict=False, threads=None)
+    if io == "standard":
+        stored = nib.Nifti1Image(np.rint(np.clip(soft, 0, 1) * 255).astype(np.uint8), affine)
+        stored.header.set_data_dtype(np.uint8)
+        stored.header.set_slope_inter(1 / 255, 0.0)
+        nib.save(stored, out)
+    else:
+        from worker.nifti_io import quantize_soft_labels, write_soft_labels
+
+        write_soft_labels(out, quantize_soft_labels(soft, config.dtype), affine=affine)
 
 
 def timed_process(cmd: list[str]) -> tuple[float, float]:
@@ -126,24 +157,32 @@ def timed_process(cmd: list[str]) -> tuple[float, float]:
 
 
 def run_end_to_end(case: str, repeats: int, slic: str, backend: str) -> dict:
+    """Ours against both naive pipelines, one process per run, alternating; medians over repeats."""
+    import nibabel as nib
+
     meta = prepare(case)
     softlabel = str(Path(sys.executable).with_name("softlabel"))
     with tempfile.TemporaryDirectory() as tmp:
-        ours = [softlabel, "soften", "--label", meta["label"], "--classes", str(meta["num_classes"]),
-                "--out", f"{tmp}/ours.nii.gz", "--slic", slic, "--backend", backend]  # fmt: skip
+        commands = {"ours": [softlabel, "soften", "--label", meta["label"], "--classes", str(meta["num_classes"]),
+                             "--out", f"{tmp}/ours.nii.gz", "--slic", slic, "--backend", backend]}  # fmt: skip
         for image in meta["images"]:
-            ours += ["--image", image]
-        naive = [sys.executable, __file__, "--naive-run", case, "--out", f"{tmp}/naive.nii.gz"]
-        runs: dict[str, list[tuple[float, float]]] = {"ours": [], "naive": []}
+            commands["ours"] += ["--image", image]
+        for io in NAIVE_IO:
+            commands[f"naive_{io}_io"] = [sys.executable, __file__, "--naive-run", case, "--naive-io", io,
+                                          "--out", f"{tmp}/naive_{io}.nii.gz"]  # fmt: skip
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
         for _ in range(repeats):
-            runs["ours"].append(timed_process(ours))
-            runs["naive"].append(timed_process(naive))
-    summary = {"case": case, "classes": meta["num_classes"], "slic": slic, "backend": backend}
+            for name, command in commands.items():
+                runs[name].append(timed_process(command))
+        naive_outputs = [np.asarray(nib.load(f"{tmp}/naive_{io}.nii.gz").dataobj.get_unscaled()) for io in NAIVE_IO]
+    summary = {"case": case, "classes": meta["num_classes"], "slic": slic, "backend": backend,
+               "naive_outputs_identical": bool(np.array_equal(*naive_outputs))}  # fmt: skip
     for name, values in runs.items():
         summary[f"{name}_s"] = statistics.median(v[0] for v in values)
         summary[f"{name}_runs_s"] = [round(v[0], 2) for v in values]
         summary[f"{name}_peak_rss_mb"] = max(v[1] for v in values)
-    summary["speedup"] = summary["naive_s"] / summary["ours_s"]
+    for io in NAIVE_IO:
+        summary[f"speedup_vs_naive_{io}_io"] = summary[f"naive_{io}_io_s"] / summary["ours_s"]
     return summary
 
 
@@ -156,10 +195,11 @@ def main() -> None:
     parser.add_argument("--backend", choices=("cpu", "gpu", "auto"), default="cpu")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--naive-run", help=argparse.SUPPRESS)
+    parser.add_argument("--naive-io", choices=NAIVE_IO, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive_run:
-        run_naive_pipeline(args.naive_run, args.out)
+        run_naive_pipeline(args.naive_run, args.out, args.naive_io)
         return
     if args.child:
         print(json.dumps(run_stages(args.child, args.repeats, args.slic, args.backend)))

@@ -32,7 +32,7 @@ STAGE_END_FRACTION = {"read": 0.1, "normalise": 0.15, "superpixels": 0.7, "softe
 class SoftenResult:
     """Soft labels of one study, with the stage timings and the backend that ran."""
 
-    soft: Any  # float32 (X, Y[, Z], K), on the backend's device
+    soft: Any  # float32 q (X, Y[, Z], K) on the backend's device, or uint8 rint(255 q) (see as_stored)
     superpixels: Any | None  # int32 (X, Y[, Z]) or None for methods that need none
     backend: ResolvedBackend
     timings_s: dict[str, float] = field(default_factory=dict)  # wall seconds per stage
@@ -76,11 +76,14 @@ def soften_arrays(
     superpixels: np.ndarray | None = None,
     backend: str = "auto",
     progress: ProgressFn | None = None,
+    as_stored: bool = False,
 ) -> SoftenResult:
     """Soft labels for in-memory arrays (host NumPy in, device arrays out).
 
     image: float32 (X, Y[, Z], C), needed only when the superpixel method computes superpixels.
     label: int (X, Y[, Z]). superpixels: reuse a given int32 map instead of computing one.
+    as_stored: soft labels in ``config.dtype``'s stored form where that is computed directly
+    (``softeners.soften_label``), as the file pipeline writes them.
     """
     resolved = resolve_backend(backend)
     xp = array_module(resolved)
@@ -106,7 +109,8 @@ def soften_arrays(
                 sp = xp.asarray(sp)
     with stages.stage("soften"):
         soft = soften_label(
-            xp.asarray(label), config=config, num_classes=num_classes, spacing_mm=spacing_mm, superpixels=sp
+            xp.asarray(label), config=config, num_classes=num_classes, spacing_mm=spacing_mm, superpixels=sp,
+            as_stored=as_stored,
         )
     return SoftenResult(soft=soft, superpixels=sp, backend=resolved, timings_s=stages.timings_s)
 
@@ -147,6 +151,7 @@ def soften_files(
         superpixels=given_sp,
         backend=resolved,
         progress=progress,
+        as_stored=True,
     )
     with stages.stage("write"):
         stored = to_host(nifti_io.quantize_soft_labels(result.soft, config.dtype))  # the one copy out

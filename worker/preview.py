@@ -19,16 +19,22 @@ GAP_PX = 6
 BOUNDARY_RGB = (255, 204, 0)
 
 
+def certain(soft: np.ndarray) -> float:
+    """The value of q = 1 in these soft labels: 1 for float q, 255 for the stored uint8 form."""
+    return 255.0 if soft.dtype == np.uint8 else 1.0
+
+
 def pick_class(soft: np.ndarray) -> int:
     """The foreground class with the most softened voxels (0 < q < 1); 1 when none is softened."""
-    softened = np.array([np.count_nonzero((soft[..., c] > 0) & (soft[..., c] < 1)) for c in range(soft.shape[-1])])
+    top = certain(soft)
+    softened = np.array([np.count_nonzero((soft[..., c] > 0) & (soft[..., c] < top)) for c in range(soft.shape[-1])])
     softened[0] = -1
     return int(softened.argmax()) if softened.max() > 0 else min(1, soft.shape[-1] - 1)
 
 
 def pick_slice(soft_c: np.ndarray) -> int:
     """The z index (last spatial axis) with the most softened voxels of one class."""
-    softened = ((soft_c > 0) & (soft_c < 1)).sum(axis=(0, 1))
+    softened = ((soft_c > 0) & (soft_c < certain(soft_c))).sum(axis=(0, 1))
     return int(softened.argmax()) if softened.max() > 0 else soft_c.shape[-1] // 2
 
 
@@ -51,7 +57,8 @@ def render_preview(
 ) -> tuple[int, int]:
     """Write the preview PNG atomically; returns the (class, z slice) shown.
 
-    image: (X, Y, Z, C) (channel 0 is shown); label: (X, Y, Z); soft: (X, Y, Z, K);
+    image: (X, Y, Z, C) (channel 0 is shown); label: (X, Y, Z); soft: (X, Y, Z, K), float q or
+    the stored uint8 form;
     superpixels: (X, Y, Z) or None, in which case the second panel outlines the softened
     region (0 < q < 1) instead. 2D studies come as Z = 1. Axial slices, X across, Y up.
     Panels: image (grey), boundaries over the image (yellow), hard label (tab20), soft label
@@ -73,7 +80,7 @@ def render_preview(
     grey = view(image[..., 0]).astype(np.float32)
     lo, hi = np.percentile(grey, [0.5, 99.5])
     grey_rgb = np.repeat((np.clip((grey - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)[..., None], 3, -1)
-    q = view(soft[..., c])
+    q = view(soft[..., c]).astype(np.float32) / np.float32(certain(soft))
     if superpixels is not None:
         edges, second_title = label_boundaries(view(superpixels)), "superpixel boundaries"
     else:

@@ -12,6 +12,10 @@ kernels compute the same numbers in place, bit for bit (tests/worker/test_soften
   transform, signed distance and SPEC eq. 1, written straight into the soft labels;
 * :func:`one_hot_into` and :func:`quantize_uint8`: the one-hot start and the uint8 output.
 
+The soft labels are float32 q, or straight away their stored uint8 form ``round(255 q)``, the
+same numbers as quantising the float32 ones, without the float32 (X, Y, Z, K) array: 4 times
+less memory, which is what 100+ class atlases need.
+
 The distance transform is Felzenszwalb & Huttenlocher's (Theory of Computing 8, 2012): one
 pass per axis, each the lower envelope of parabolas along every 1D line. It gives SciPy's
 ``distance_transform_edt`` numbers: squared terms ``(spacing_a * offset_a) ** 2`` are summed in
@@ -37,6 +41,15 @@ ctypedef fused label_t:
     uint8_t
     uint16_t
     int32_t
+
+ctypedef fused soft_t:  # soft labels as computed (float32 q) or as stored (uint8 round(255 q))
+    float
+    uint8_t
+
+
+cdef inline uint8_t _stored_uint8(float q) noexcept nogil:
+    """The uint8 file value of a soft label q: ``rint(clip(q, 0, 1) * 255)`` in float32."""
+    return <uint8_t>rintf(min(max(q, <float>0.0), <float>1.0) * <float>255.0)
 
 
 def as_label(label, num_classes: int):
@@ -187,14 +200,14 @@ def _study_tables(const label_t[:, :, ::1] label, const int32_t[:, :, ::1] super
                         _grow(&bnd_start[0, 0], &bnd_stop[0, 0], c, i, j, k)
 
 
-def soften_class_in_box(float[::1, :, :] soft_c, const label_t[:, :, ::1] label,
+def soften_class_in_box(soft_t[::1, :, :] soft_c, const label_t[:, :, ::1] label,
                         const int32_t[:, :, ::1] superpixels, mixed_c, Py_ssize_t c, start, stop, steps) -> None:
     """Write q_c (SPEC eq. 1) into ``soft_c`` at the voxels of the box [start, stop) that lie in
     superpixels mixed for class c (``mixed_c[s + 1]``), as ``superpixel_soft._soften_class_in_crop``.
 
     The distance is to c's boundary voxels in the box: voxels of c with a face neighbour of
-    another class inside the image. soft_c: float32 (X, Y, Z) Fortran-ordered (one channel of the
-    soft labels); label (uint8, uint16 or int32) and superpixels (int32): C-ordered (X, Y, Z);
+    another class inside the image. soft_c: (X, Y, Z) Fortran-ordered, one channel of the soft
+    labels, float32 q or uint8 (the stored form, ``quantize_uint8``'s numbers); label (uint8, uint16 or int32) and superpixels (int32): C-ordered (X, Y, Z);
     mixed_c: bool per superpixel row; steps: voxel size per axis (mm, or 1 for voxel units).
     Releases the GIL while it computes.
     """
@@ -211,6 +224,7 @@ def soften_class_in_box(float[::1, :, :] soft_c, const label_t[:, :, ::1] label,
     cdef Py_ssize_t i, j, k, at = 0
     cdef int axis, status = 0
     cdef double d, signed
+    cdef float q
     cdef const label_t* flat_label = &label[0, 0, 0]
     cdef double* sq = <double*>malloc(max(shape[0] * shape[1] * shape[2], 1) * sizeof(double))
     if sq == NULL:
@@ -235,26 +249,32 @@ def soften_class_in_box(float[::1, :, :] soft_c, const label_t[:, :, ::1] label,
                         if mixed[superpixels[x0 + i, y0 + j, z0 + k] + 1]:
                             d = sqrt(sq[at])
                             signed = d if label[x0 + i, y0 + j, z0 + k] == c else -d
-                            soft_c[x0 + i, y0 + j, z0 + k] = <float>(0.5 * (signed / (1 + fabs(signed)) + 1))
+                            q = <float>(0.5 * (signed / (1 + fabs(signed)) + 1))
+                            if soft_t is float:
+                                soft_c[x0 + i, y0 + j, z0 + k] = q
+                            else:
+                                soft_c[x0 + i, y0 + j, z0 + k] = _stored_uint8(q)
                         at += 1
     free(sq)
     if status != 0:
         raise MemoryError(f"class {c}: no memory for the distance transform of its box {tuple(start)}-{tuple(stop)}")
 
 
-def one_hot_into(float[::1, :, :, :] soft, const label_t[:, :, :] label) -> None:
-    """Set ``soft[x, label[x]] = 1`` for every voxel; soft: zeroed float32 (X, Y, Z, K), F-ordered;
-    label: (X, Y, Z) uint8, uint16 or int32 in [0, K), any layout.
+def one_hot_into(soft_t[::1, :, :, :] soft, const label_t[:, :, :] label) -> None:
+    """Set ``soft[x, label[x]]`` to 1 (float32) or 255 (uint8, the stored form) for every voxel;
+    soft: zeroed (X, Y, Z, K), F-ordered; label: (X, Y, Z) uint8, uint16 or int32 in [0, K), any
+    layout.
 
     Voxels are visited in the soft labels' (Fortran) order, so the writes run along memory.
     """
     cdef Py_ssize_t nx = label.shape[0], ny = label.shape[1], nz = label.shape[2]
     cdef Py_ssize_t i, j, k
+    cdef soft_t one = 1 if soft_t is float else 255
     with nogil:
         for k in range(nz):
             for j in range(ny):
                 for i in range(nx):
-                    soft[i, j, k, label[i, j, k]] = 1.0
+                    soft[i, j, k, label[i, j, k]] = one
 
 
 def quantize_uint8(const float[::1] soft, uint8_t[::1] out) -> None:
@@ -263,8 +283,6 @@ def quantize_uint8(const float[::1] soft, uint8_t[::1] out) -> None:
     Runs on OpenMP threads, without the GIL.
     """
     cdef Py_ssize_t n
-    cdef float value
     with nogil:
         for n in prange(soft.shape[0], schedule="static"):
-            value = min(max(soft[n], <float>0.0), <float>1.0)
-            out[n] = <uint8_t>rintf(value * <float>255.0)
+            out[n] = _stored_uint8(soft[n])

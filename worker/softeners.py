@@ -54,17 +54,24 @@ def soften_label(
     num_classes: int,
     spacing_mm: Sequence[float],
     superpixels: Any | None = None,
+    as_stored: bool = False,
 ) -> Any:
     """Soft labels for ``label`` by ``config.method``; float32 (X, Y[, Z], K) on the label's device.
 
     spacing_mm: voxel size per axis, used when ``config.distance == 'mm'`` (superpixel
     distances, gaussian sigma). superpixels: required for the superpixel method.
+    as_stored: return ``config.dtype``'s stored form where it is computed directly, with no
+    float32 (X, Y[, Z], K) array: uint8 ``rint(255 q)`` for the hard and superpixel methods on
+    the CPU without normalisation (float32 otherwise; ``nifti_io.quantize_soft_labels`` takes
+    either).
     """
     if len(spacing_mm) != label.ndim:
         raise ValueError(f"spacing_mm: expected {label.ndim} values, got {len(spacing_mm)}")
     in_mm = config.distance == "mm"
+    direct = as_stored and config.dtype == "uint8" and not config.normalize and backend_of(label) == "cpu"
+    dtype = "uint8" if direct else "float32"
     if config.method == "hard":
-        soft = one_hot(label, num_classes=num_classes)
+        soft = one_hot(label, num_classes=num_classes, dtype=dtype)
     elif config.method == "smoothing":
         soft = label_smoothing(label, num_classes=num_classes, eps=config.eps)
     elif config.method == "gaussian":
@@ -74,6 +81,6 @@ def soften_label(
         if superpixels is None:
             raise ValueError("superpixels: expected a superpixel map for method 'superpixel', got None")
         soft = superpixel_soft_labels(
-            label, superpixels, num_classes=num_classes, spacing=spacing_mm if in_mm else None
+            label, superpixels, num_classes=num_classes, spacing=spacing_mm if in_mm else None, dtype=dtype
         )
     return normalize_per_voxel(soft) if config.normalize else soft

@@ -29,20 +29,28 @@ def distance_to_probability(signed_distance: Any) -> Any:
     return 0.5 * (signed_distance / (1 + xp.abs(signed_distance)) + 1)
 
 
-def one_hot(label: Any, *, num_classes: int) -> Any:
+def one_hot(label: Any, *, num_classes: int, dtype: str = "float32") -> Any:
     """float32 (X, Y[, Z], K) one-hot of an int label map with values in [0, num_classes).
 
     Fortran-ordered, like NIfTI's voxel order: each class channel is one contiguous block, so
     per-class work touches contiguous memory and writing the 4D file needs no transpose.
-    Compiled on the CPU (``worker.soften_cpu``), array operations on the GPU.
+    Compiled on the CPU (``worker.soften_cpu``), array operations on the GPU. dtype "uint8"
+    (CPU only) gives the stored form instead: 255 for the label's class, 0 elsewhere.
     """
+    if dtype not in ("float32", "uint8"):
+        raise ValueError(f"dtype: expected 'float32' or 'uint8', got {dtype!r}")
     if backend_of(label) != "cpu":
+        if dtype != "float32":
+            raise ValueError(f"dtype: expected 'float32' on the GPU, got {dtype!r}")
         return one_hot_by_arrays(label, num_classes=num_classes)
     from worker.soften_cpu import as_label, one_hot_into
 
     _check_ids("label", label, low=0, high=num_classes)  # the kernel does not check bounds
 
-    soft = np.zeros(label.shape + (num_classes,), dtype=np.float32, order="F")
+    # Filled, not np.zeros: calloc's lazily zeroed pages would then fault one 4 KiB page at a time
+    # under the kernel's scattered writes (100 classes: 0.76 s against 0.15 s for the fill).
+    soft = np.empty(label.shape + (num_classes,), dtype=dtype, order="F")
+    soft.fill(0)
     as_3d = (lambda a: a) if label.ndim == 3 else (lambda a: a[:, :, None])
     one_hot_into(as_3d(soft), as_3d(as_label(label, num_classes)))
     return soft
@@ -103,6 +111,7 @@ def superpixel_soft_labels(
     spacing: Sequence[float] | None = None,
     restrict: bool = True,
     threads: int | None = None,
+    dtype: str = "float32",
 ) -> Any:
     """Soft labels from a label map and a superpixel map (SPEC section 1, step 3).
 
@@ -112,14 +121,17 @@ def superpixel_soft_labels(
     the reference: one full-volume SciPy (CPU) or CuPy (GPU) transform per class.
     threads: CPU threads over classes (the distance transforms release the GIL).
     Returns float32 (X, Y[, Z], K) on the input's device: q_c inside superpixels mixed for c, the
-    one-hot label elsewhere; K channels, not renormalised.
+    one-hot label elsewhere; K channels, not renormalised. dtype "uint8" (CPU, restrict=True
+    only) returns the stored form ``rint(255 q)`` instead, computed without the float32 array.
     """
+    if dtype == "uint8" and not (restrict and backend_of(label) == "cpu"):
+        raise ValueError("dtype: 'uint8' soft labels are computed on the CPU with restrict=True only")
     if label.shape != superpixels.shape:
         raise ValueError(f"superpixels: expected shape {label.shape} like the label, got {superpixels.shape}")
     if spacing is not None and len(spacing) != label.ndim:
         raise ValueError(f"spacing: expected {label.ndim} values, got {len(spacing)}")
     backend = backend_of(label)
-    soft = one_hot(label, num_classes=num_classes)
+    soft = one_hot(label, num_classes=num_classes, dtype=dtype)
     if restrict and backend == "cpu":
         soften_restricted_cpu(soft, label, superpixels, num_classes=num_classes, spacing=spacing, threads=threads)
     else:
@@ -159,7 +171,8 @@ def soften_restricted_cpu(
     spacing: Sequence[float] | None, threads: int | None,
 ) -> None:  # fmt: skip
     """The restricted method with the compiled CPU kernels of ``worker.soften_cpu``: the same
-    boxes and numbers as :func:`soften_by_arrays`, without full-size temporaries."""
+    boxes and numbers as :func:`soften_by_arrays`, without full-size temporaries. ``soft``:
+    float32 q, or uint8 in the stored form (the numbers of quantising the float32 ones)."""
     from worker import soften_cpu
 
     _check_ids("label", label, low=0, high=num_classes)  # the kernels do not check bounds

@@ -116,3 +116,17 @@ def test_preview_writes_a_png(tmp_path: Path, small_study: dict) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "class 2, slice 4" in result.output
+
+
+def test_preview_of_stored_uint8_soft_labels_shows_what_the_float_ones_show(tmp_path: Path, small_study: dict) -> None:
+    from worker.preview import render_preview
+
+    study = nifti_io.read_study(small_study["images"], small_study["label"], num_classes=4)
+    kwargs = dict(config=SofteningConfig(n_segments=20), num_classes=4, spacing_mm=study.spacing_mm, backend="cpu")
+    as_float = soften_arrays(study.image, study.label, **kwargs)
+    stored = soften_arrays(study.image, study.label, as_stored=True, **kwargs)
+    assert as_float.soft.dtype == np.float32 and stored.soft.dtype == np.uint8
+    shown = [render_preview(study.image, study.label, result.soft, tmp_path / f"{result.soft.dtype}.png",
+                            superpixels=result.superpixels) for result in (as_float, stored)]  # fmt: skip
+    assert shown[0] == shown[1]
+    assert (tmp_path / "float32.png").read_bytes() == (tmp_path / "uint8.png").read_bytes()

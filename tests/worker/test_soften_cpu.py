@@ -25,6 +25,7 @@ from worker.superpixel_soft import (
     one_hot_by_arrays,
     soften_by_arrays,
     soften_restricted_cpu,
+    superpixel_soft_labels,
 )
 
 
@@ -59,6 +60,27 @@ def test_compiled_softening_equals_the_array_path(shape, classes, block, spacing
     soften_by_arrays(arrays, label, superpixels, num_classes=classes, spacing=spacing, restrict=True, threads=None)
     assert ((compiled > 0) & (compiled < 1)).any(), "no voxel was softened: the case tests nothing"
     assert_same_soft_labels(compiled, arrays, spacing)
+
+
+@pytest.mark.parametrize(("shape", "classes", "block", "spacing", "dtype", "masked"), CASES)
+def test_stored_uint8_soft_labels_equal_quantised_float32_ones(shape, classes, block, spacing, dtype, masked) -> None:
+    label = random_label(shape, classes, seed=len(shape) + classes).astype(dtype)
+    superpixels = blocky_superpixels(shape, block, masked=masked)
+    as_float = superpixel_soft_labels(label, superpixels, num_classes=classes, spacing=spacing)
+    stored = superpixel_soft_labels(label, superpixels, num_classes=classes, spacing=spacing, dtype="uint8")
+    assert stored.dtype == np.uint8 and stored.flags.f_contiguous
+    assert ((stored > 0) & (stored < 255)).any(), "no voxel was softened: the case tests nothing"
+    np.testing.assert_array_equal(stored, quantize_soft_labels(as_float, "uint8"))
+    np.testing.assert_array_equal(one_hot(label, num_classes=classes, dtype="uint8"), one_hot(label, num_classes=classes) * 255)
+
+
+def test_stored_uint8_soft_labels_need_the_restricted_cpu_path() -> None:
+    label = random_label((8, 7, 6), 3, seed=2)
+    superpixels = blocky_superpixels(label.shape, 3, masked=False)
+    with pytest.raises(ValueError, match="restrict=True only"):
+        superpixel_soft_labels(label, superpixels, num_classes=3, restrict=False, dtype="uint8")
+    with pytest.raises(ValueError, match="expected 'float32' or 'uint8', got 'float16'"):
+        one_hot(label, num_classes=3, dtype="float16")
 
 
 @pytest.mark.parametrize(("shape", "classes", "block", "masked"), [((23, 19, 14), 7, 4, True), ((16, 11, 9), 3, 3, False)])

@@ -87,3 +87,25 @@ def test_output_key_ignores_other_methods_parameters() -> None:
     b = SofteningConfig(method="gaussian", sigma=2.0, n_segments=3000)
     c = SofteningConfig(method="gaussian", sigma=2.5)
     assert a.output_key() == b.output_key() != c.output_key()
+
+
+@pytest.mark.parametrize(
+    ("config", "stored_dtype"),
+    [
+        (SofteningConfig(method="superpixel"), np.uint8),
+        (SofteningConfig(method="hard"), np.uint8),
+        (SofteningConfig(method="superpixel", dtype="float32"), np.float32),
+        (SofteningConfig(method="superpixel", normalize=True), np.float32),
+        (SofteningConfig(method="smoothing", eps=0.1), np.float32),
+    ],
+)
+def test_as_stored_gives_uint8_straight_away_only_where_it_is_exact(config: SofteningConfig, stored_dtype) -> None:
+    from worker.nifti_io import quantize_soft_labels
+
+    label = random_label((14, 12, 9), 4, seed=7)
+    superpixels = (np.indices(label.shape) // 3).sum(axis=0).astype(np.int32)
+    kwargs = dict(config=config, num_classes=4, spacing_mm=(1.0, 1.0, 2.0), superpixels=superpixels)
+    stored = soften_label(label, as_stored=True, **kwargs)
+    assert stored.dtype == stored_dtype
+    expected = quantize_soft_labels(soften_label(label, **kwargs), config.dtype)
+    np.testing.assert_array_equal(quantize_soft_labels(stored, config.dtype), expected)
