@@ -20,11 +20,16 @@ def normalize_channels(image: Any, *, low_pct: float = LOW_PERCENTILE, high_pct:
         raise ValueError(f"percentiles: expected 0 <= low < high <= 100, got {low_pct}, {high_pct}")
     xp = array_module(backend_of(image))
     out = xp.empty(image.shape, dtype=xp.float32)
+    scaled = xp.empty(image.shape[:-1], dtype=xp.float32)  # one channel, contiguous
     for ch in range(image.shape[-1]):
         channel = image[..., ch].astype(xp.float32, copy=False)
         lo, hi = (float(v) for v in xp.percentile(channel, [low_pct, high_pct]))
         if hi <= lo:
             out[..., ch] = 0
             continue
-        out[..., ch] = (xp.clip(channel, lo, hi) - lo) / (hi - lo)
+        # (clip(x, lo, hi) - lo) / (hi - lo) in float32, in place: no full-size temporaries.
+        xp.clip(channel, lo, hi, out=scaled)
+        scaled -= lo
+        scaled /= hi - lo
+        out[..., ch] = scaled
     return out
