@@ -8,11 +8,13 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 
-$(VENV)/.installed-core: pyproject.toml | $(VENV)/bin/python
+KERNEL_SOURCES := setup.py $(wildcard worker/*.pyx worker/native_slic/*.pyx worker/native_slic/*.h)
+
+$(VENV)/.installed-core: pyproject.toml $(KERNEL_SOURCES) | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet -e .  # builds the engine's C kernels (gcc, OpenMP)
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
+$(VENV)/.installed-dev: pyproject.toml $(KERNEL_SOURCES) | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet -e '.[dev,train]'
 	touch $@ $(VENV)/.installed-core
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: one prepared script for an H100 machine with no network (at most 5 minutes).
-# That machine has CuPy, PyTorch, NumPy, SciPy, scikit-image and Numba, but not cuCIM,
-# nibabel, pydantic or nilearn: run bench/prepare_gpu_wheels.sh first where PyPI is reachable,
+# That machine has CuPy, PyTorch, NumPy, SciPy, scikit-image, Cython and a C compiler, but not
+# cuCIM, nibabel, pydantic or nilearn: run bench/prepare_gpu_wheels.sh first where PyPI is reachable,
 # which fills .whl/ (git-ignored), then carry .whl to the GPU machine and run, from the repo root:
 #     bash bench/gpu_check.sh
 # It runs the GPU tests (engine parity, native SLIC kernels against the CPU twin) and the GPU
@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/softlabel-site .whl/*.whl
 export PYTHONPATH="/tmp/softlabel-site:$PWD" PYTHONUNBUFFERED=1
+# The CPU kernels (the GPU tests compare against them) are C extensions: build them for this Python.
+python3 setup.py -q build_ext --inplace
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 - <<'PY'
 from worker.backend import gpu_unavailable_reason, resolve_backend

@@ -210,10 +210,12 @@ def quantize_soft_labels(soft: Any, dtype: str) -> Any:
     """Soft labels in their stored dtype, on their own device (NumPy or CuPy).
 
     uint8 stores ``round(255 q)`` (read back through ``scl_slope = 1/255``, within 1/510);
-    float32 stores q as it is. uint8 soft labels are taken as already stored.
+    float32 stores q as it is. uint8 soft labels are taken as already stored (dtype uint8 only).
     """
     xp = array_module(backend_of(soft))
-    if dtype == "uint8" and soft.dtype == np.uint8:  # already stored (softeners.soften_label as_stored)
+    if soft.dtype == np.uint8:  # already stored (softeners.soften_label as_stored)
+        if dtype != "uint8":
+            raise ValueError(f"dtype: expected 'uint8' for soft labels already stored as uint8, got {dtype!r}")
         return soft
     if dtype == "uint8" and xp is np:  # one compiled pass over the voxels, on all cores
         from worker.soften_cpu import quantize_uint8

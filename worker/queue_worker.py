@@ -42,14 +42,20 @@ def warm_up(*, fork: bool) -> None:
     """Import the engine and, in a worker that runs jobs itself, run it and the preview once on a
     tiny phantom, so the first job finds everything imported and initialised.
 
-    A forking worker only imports: the CPU kernels run on GNU OpenMP threads, and GNU OpenMP
-    hangs in a child forked from a process that has started them, so the parent of the work
-    horses must never run a kernel (each horse starts its own threads).
+    A forking worker only imports, so that each work horse inherits the modules: the CPU kernels
+    run on GNU OpenMP threads, and GNU OpenMP hangs in a child forked from a process that has
+    started them, so the parent of the work horses must never run a kernel (loading the
+    library starts no thread; each horse starts its own at its first parallel loop).
     """
     import tempfile
 
     import numpy as np
+    import scipy.ndimage  # noqa: F401  (the softeners' and the twin's transforms)
 
+    import worker.distances  # noqa: F401
+    import worker.native_slic.connectivity  # noqa: F401
+    import worker.native_slic.cpu  # noqa: F401
+    import worker.soften_cpu  # noqa: F401
     from worker.config import SofteningConfig
     from worker.pipeline import soften_arrays
     from worker.preview import render_preview

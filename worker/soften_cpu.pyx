@@ -282,6 +282,8 @@ def quantize_uint8(const float[::1] soft, uint8_t[::1] out) -> None:
 
     Runs on OpenMP threads, without the GIL.
     """
+    if out.shape[0] != soft.shape[0]:
+        raise ValueError(f"out: expected {soft.shape[0]} values like soft, got {out.shape[0]}")
     cdef Py_ssize_t n
     with nogil:
         for n in prange(soft.shape[0], schedule="static"):

@@ -176,7 +176,7 @@ def soften_restricted_cpu(
     from worker import soften_cpu
 
     _check_ids("label", label, low=0, high=num_classes)  # the kernels do not check bounds
-    _check_ids("superpixels", superpixels, low=-1, high=None)
+    _check_ids("superpixels", superpixels, low=-1, high=2**31 - 1)  # the kernels take int32 ids
     as_3d = (lambda a: a) if label.ndim == 3 else (lambda a: a[..., None])
     # The kernels walk C order; labels read from NIfTI are Fortran-ordered (one cheap copy).
     label3 = np.ascontiguousarray(as_3d(soften_cpu.as_label(label, num_classes)))

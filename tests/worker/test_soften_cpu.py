@@ -129,5 +129,18 @@ def test_superpixel_ids_below_minus_one_are_refused() -> None:
     superpixels = blocky_superpixels(label.shape, 2, masked=True)
     superpixels[-1, -1, -1] = -2
     soft = one_hot(label, num_classes=3)
-    with pytest.raises(ValueError, match=re.escape("superpixels: expected values >= -1, got min -2")):
+    with pytest.raises(ValueError, match=re.escape("superpixels: expected values [-1, 2147483647), got min -2")):
         soften_restricted_cpu(soft, label, superpixels, num_classes=3, spacing=None, threads=1)
+
+
+def test_quantisation_and_superpixel_ids_are_checked_before_a_kernel_runs() -> None:
+    soft = np.zeros(10, dtype=np.float32)
+    with pytest.raises(ValueError, match="out: expected 10 values like soft, got 9"):
+        soften_cpu.quantize_uint8(soft, np.empty(9, dtype=np.uint8))
+    with pytest.raises(ValueError, match="expected 'uint8' for soft labels already stored as uint8"):
+        quantize_soft_labels(np.zeros((2, 2, 2, 2), dtype=np.uint8), "float32")
+    label = random_label((6, 5, 4), 3, seed=1)
+    superpixels = blocky_superpixels(label.shape, 2, masked=False).astype(np.int64)
+    superpixels[0, 0, 0] = 2**31  # would wrap to a negative int32 row
+    with pytest.raises(ValueError, match=re.escape("superpixels: expected values [-1, 2147483647)")):
+        soften_restricted_cpu(one_hot(label, num_classes=3), label, superpixels, num_classes=3, spacing=None, threads=1)
