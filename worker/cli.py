@@ -111,7 +111,7 @@ def soften(
             superpixels_out=save_superpixels, backend=backend, progress=report,
         )  # fmt: skip
     if classes is None:
-        k = result.soft.shape[-1]
+        k = result.study.num_classes
         stderr.print(f"note: --classes not given; used K = {k} from this label (pass --classes for a dataset's K)")
     times = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings_s.items())
     stderr.print(f"wrote {out} ({result.backend}; {times})", highlight=False)

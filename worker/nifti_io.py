@@ -32,6 +32,7 @@ except ImportError:  # the standard library's, where isal is not installed (the 
 from worker import validation
 from worker.atomic import atomic_path
 from worker.backend import array_module, backend_of
+from worker.soften_cpu import quantize_uint8
 from worker.errors import InputError
 
 SOFT_UINT8_SLOPE = 1.0 / 255.0  # scl_slope of uint8 soft labels: q = stored / 255
@@ -218,8 +219,6 @@ def quantize_soft_labels(soft: Any, dtype: str) -> Any:
             raise ValueError(f"dtype: expected 'uint8' for soft labels already stored as uint8, got {dtype!r}")
         return soft
     if dtype == "uint8" and xp is np:  # one compiled pass over the voxels, on all cores
-        from worker.soften_cpu import quantize_uint8
-
         stored = np.empty(soft.shape, dtype=np.uint8, order="F")
         source = np.asfortranarray(soft, dtype=np.float32)
         quantize_uint8(source.reshape(-1, order="F"), stored.reshape(-1, order="F"))

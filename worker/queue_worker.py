@@ -50,12 +50,7 @@ def warm_up(*, fork: bool) -> None:
     import tempfile
 
     import numpy as np
-    import scipy.ndimage  # noqa: F401  (the softeners' and the twin's transforms)
 
-    import worker.distances  # noqa: F401
-    import worker.native_slic.connectivity  # noqa: F401
-    import worker.native_slic.cpu  # noqa: F401
-    import worker.soften_cpu  # noqa: F401
     from worker.config import SofteningConfig
     from worker.pipeline import soften_arrays
     from worker.preview import render_preview

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from worker import soften_cpu
 from worker.backend import array_module, backend_of, to_host
 from worker.boundaries import face_boundary, label_boundaries
 from worker.distances import DistanceFn, distance_to_features, reference_distance_to_features
@@ -43,8 +44,6 @@ def one_hot(label: Any, *, num_classes: int, dtype: str = "float32") -> Any:
         if dtype != "float32":
             raise ValueError(f"dtype: expected 'float32' on the GPU, got {dtype!r}")
         return one_hot_by_arrays(label, num_classes=num_classes)
-    from worker.soften_cpu import as_label, one_hot_into
-
     _check_ids("label", label, low=0, high=num_classes)  # the kernel does not check bounds
 
     # Filled, not np.zeros: calloc's lazily zeroed pages would then fault one 4 KiB page at a time
@@ -52,7 +51,7 @@ def one_hot(label: Any, *, num_classes: int, dtype: str = "float32") -> Any:
     soft = np.empty(label.shape + (num_classes,), dtype=dtype, order="F")
     soft.fill(0)
     as_3d = (lambda a: a) if label.ndim == 3 else (lambda a: a[:, :, None])
-    one_hot_into(as_3d(soft), as_3d(as_label(label, num_classes)))
+    soften_cpu.one_hot_into(as_3d(soft), as_3d(soften_cpu.as_label(label, num_classes)))
     return soft
 
 
@@ -173,8 +172,6 @@ def soften_restricted_cpu(
     """The restricted method with the compiled CPU kernels of ``worker.soften_cpu``: the same
     boxes and numbers as :func:`soften_by_arrays`, without full-size temporaries. ``soft``:
     float32 q, or uint8 in the stored form (the numbers of quantising the float32 ones)."""
-    from worker import soften_cpu
-
     _check_ids("label", label, low=0, high=num_classes)  # the kernels do not check bounds
     _check_ids("superpixels", superpixels, low=-1, high=2**31 - 1)  # the kernels take int32 ids
     as_3d = (lambda a: a) if label.ndim == 3 else (lambda a: a[..., None])
@@ -192,7 +189,7 @@ def soften_restricted_cpu(
         start = np.array([s.start for s in crop], dtype=np.int64)
         stop = np.array([s.stop for s in crop], dtype=np.int64)
         soften_cpu.soften_class_in_box(
-            as_3d(soft[..., c]), label3, superpixels3, np.ascontiguousarray(mixed[:, c]), c, start, stop, steps
+            as_3d(soft[..., c]), label3, superpixels3, mixed[:, c], c, start, stop, steps
         )
 
     _for_each_class(soften_class, classes, threads=threads)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from worker.backend import backend_of, to_host
+from worker.native_slic import native_slic
 
 
 def compute_superpixels(
@@ -38,8 +39,6 @@ def compute_superpixels(
             to_host(image), n_segments=n_segments, compactness=compactness, spacing=spacing, max_num_iter=max_num_iter
         )
     if slic == "native":
-        from worker.native_slic import native_slic
-
         return native_slic(
             image,
             n_segments=n_segments,

@@ -12,6 +12,7 @@ from types import ModuleType
 
 import numpy as np
 
+from . import cpu
 from .grid import SlicGrid, array_module_of, make_grid
 
 BACKENDS = ("cpu", "gpu")
@@ -138,7 +139,6 @@ def _implementation(image, backend: str, implementation: str) -> ModuleType:
         if implementation == "reference":
             from . import reference
             return reference
-        from . import cpu
         return cpu
     if not on_gpu:
         raise TypeError(f"expected a cupy.ndarray image for backend 'gpu', "
