@@ -2,10 +2,11 @@
 """Compiled CPU SLIC steps (Cython and OpenMP), bit-identical to the twin.
 
 Same layouts, arithmetic and tie rule as :mod:`.reference`. The assignment is
-cell-major: each thread takes one grid cell, whose voxels share the same 27
-candidate centres, and keeps a running best per voxel while it visits the
-candidates in increasing index order (``assign_cell.h``, in C: branch-free
-selects, so the loops over a cell's planes vectorise). Centre sums are accumulated per fixed
+cell-major: a thread takes a row of grid cells (neighbouring cells share image
+rows, so their reads stream), and in each cell, whose voxels share the same 27
+candidate centres, keeps a running best per voxel while it visits the
+candidates in increasing index order, three per pass (``assign_cell.h``, in C:
+branch-free selects, so the loops over a cell's planes vectorise). Centre sums are accumulated per fixed
 row block (:func:`.grid.reduction_blocks`) and the blocks are added in order,
 so the float64 sums do not depend on the thread count.
 
@@ -35,13 +36,13 @@ cdef extern from "assign_cell.h" nogil:
 def _assign_kernel(const float[:, :, :, ::1] image, const uint8_t[:, :, ::1] mask, bint has_mask,
                    const float[:, ::1] centres, const int32_t[:, :, ::1] cell_centre, const int64_t[::1] step,
                    const float[::1] spacing, float weight, int32_t[:, :, ::1] labels) -> int:
-    """Nearest-centre labels, one grid cell per OpenMP task; returns the number of changed voxels."""
+    """Nearest-centre labels, a row of grid cells per OpenMP task; returns the number of changed voxels."""
     cdef Py_ssize_t n0 = image.shape[0], n1 = image.shape[1], n2 = image.shape[2], nc = image.shape[3]
     cdef Py_ssize_t g0 = cell_centre.shape[0], g1 = cell_centre.shape[1], g2 = cell_centre.shape[2]
     cdef Py_ssize_t n_cells = g0 * g1 * g2, cell
     cdef int64_t[::1] changed = np.zeros(n_cells, dtype=np.int64)
     cdef const uint8_t* mask_ptr = &mask[0, 0, 0] if has_mask else NULL
-    for cell in prange(n_cells, nogil=True, schedule="dynamic"):
+    for cell in prange(n_cells, nogil=True, schedule="dynamic", chunksize=g2):
         changed[cell] = slic_assign_cell(&image[0, 0, 0, 0], n0, n1, n2, nc, mask_ptr, &centres[0, 0],
                                      &cell_centre[0, 0, 0], g0, g1, g2, cell, &step[0], &spacing[0], weight,
                                      &labels[0, 0, 0])
