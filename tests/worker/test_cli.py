@@ -130,3 +130,21 @@ def test_preview_of_stored_uint8_soft_labels_shows_what_the_float_ones_show(tmp_
                             superpixels=result.superpixels) for result in (as_float, stored)]  # fmt: skip
     assert shown[0] == shown[1]
     assert (tmp_path / "float32.png").read_bytes() == (tmp_path / "uint8.png").read_bytes()
+
+
+def test_console_script_exit_status_and_output(tmp_path: Path, small_study: dict) -> None:
+    """The installed ``softlabel`` entry (cli.launcher) ends engine commands with os._exit:
+    outputs are complete and flushed, and the exit status is the command's."""
+    import subprocess
+    import sys
+
+    entry = [sys.executable, "-c", "from cli.launcher import main; main()"]
+    out = tmp_path / "soft.nii.gz"
+    ok = subprocess.run(entry + soften_args(small_study, out), capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert f"wrote {out}" in ok.stderr
+    assert nifti_io.read_soft_labels(out).shape == (17, 19, 11, 4)
+    bad = subprocess.run(entry + soften_args(small_study, tmp_path / "o.nii.gz", "--classes", "3"), capture_output=True, text=True)
+    assert bad.returncode == 1 and "expected integers in [0, 3), got max 3" in bad.stderr
+    usage = subprocess.run(entry + ["soften", "--no-such-option"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "No such option" in usage.stderr
