@@ -11,6 +11,7 @@ from setuptools import Extension, setup
 COMPILE_ARGS = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-fast-math"]
 KERNELS = {
     "worker.soften_cpu": "worker/soften_cpu.pyx",
+    "worker.normalize_cpu": "worker/normalize_cpu.pyx",
     "worker.native_slic.cpu": "worker/native_slic/cpu.pyx",
     "worker.native_slic.connectivity": "worker/native_slic/connectivity.pyx",
 }

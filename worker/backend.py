@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 from types import ModuleType
 from typing import Any, Literal
 
@@ -43,6 +44,16 @@ def resolve_backend(backend: str) -> ResolvedBackend:
     if backend == "gpu":
         raise ValueError(f"backend: expected a usable GPU for 'gpu', got none: {reason}")
     return "cpu"
+
+
+def cpu_threads() -> int:
+    """Threads the engine's CPU work may use: ``OMP_NUM_THREADS`` when set to a positive
+    integer (workers sharing a machine get cores / workers), else the CPUs this process may run
+    on. The compiled kernels' OpenMP loops and the engine's thread pools both keep to it."""
+    preset = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if preset.isdigit() and int(preset) > 0:
+        return int(preset)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def array_module(backend: ResolvedBackend) -> ModuleType:

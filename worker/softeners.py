@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from worker.backend import array_module, backend_of, ndimage_module
+from worker.backend import array_module, backend_of, cpu_threads, ndimage_module
 from worker.config import SofteningConfig
 from worker.superpixel_soft import one_hot, superpixel_soft_labels
 
@@ -31,7 +31,7 @@ def gaussian_soft_labels(label: Any, *, num_classes: int, sigma_vox: Sequence[fl
         soft[..., c] = ndi.gaussian_filter(soft[..., c], sigma_vox, mode="nearest", truncate=GAUSSIAN_TRUNCATE)
 
     if backend == "cpu":
-        with ThreadPoolExecutor() as pool:
+        with ThreadPoolExecutor(max_workers=cpu_threads()) as pool:
             list(pool.map(blur, range(num_classes)))
     else:
         for c in range(num_classes):

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from worker import soften_cpu
-from worker.backend import array_module, backend_of, to_host
+from worker.backend import array_module, backend_of, cpu_threads, to_host
 from worker.boundaries import face_boundary, label_boundaries
 from worker.distances import DistanceFn, distance_to_features, reference_distance_to_features
 
@@ -118,7 +118,8 @@ def superpixel_soft_labels(
     labels 0..M-1, or -1 for voxels outside every superpixel. spacing: per-axis voxel size in mm
     for distances in mm, or None for voxel units. restrict=False is the naive method, kept as
     the reference: one full-volume SciPy (CPU) or CuPy (GPU) transform per class.
-    threads: CPU threads over classes (the distance transforms release the GIL).
+    threads: CPU threads over classes (the distance transforms release the GIL); None: as many as
+    :func:`worker.backend.cpu_threads` allows.
     Returns float32 (X, Y[, Z], K) on the input's device: q_c inside superpixels mixed for c, the
     one-hot label elsewhere; K channels, not renormalised. dtype "uint8" (CPU, restrict=True
     only) returns the stored form ``rint(255 q)`` instead, computed without the float32 array.
@@ -215,8 +216,10 @@ def _class_box(
 
 
 def _for_each_class(work: Callable[[int], None], classes: list[int], *, threads: int | None) -> None:
-    """Run ``work`` per class, in a thread pool when there are several (the kernels release the GIL)."""
-    if len(classes) > 1 and threads != 1:
+    """Run ``work`` per class, in a thread pool when there are several (the kernels release the GIL).
+    threads None: :func:`worker.backend.cpu_threads`."""
+    threads = cpu_threads() if threads is None else threads
+    if len(classes) > 1 and threads > 1:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             list(pool.map(work, classes))
     else:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
-from worker.backend import backend_of, gpu_unavailable_reason, resolve_backend, to_host
+from worker.backend import backend_of, cpu_threads, gpu_unavailable_reason, resolve_backend, to_host
 from worker.config import SofteningConfig
 from worker.pipeline import soften_arrays
 
@@ -34,3 +36,11 @@ def test_result_records_the_backend_that_ran() -> None:
     label[2:4, 1:3] = 1
     result = soften_arrays(None, label, config=SofteningConfig(method="hard"), num_classes=2, spacing_mm=(1, 1), backend="cpu")
     assert result.backend == "cpu" and backend_of(result.soft) == "cpu" and to_host(result.soft) is result.soft
+
+
+def test_cpu_threads_follows_omp_num_threads(monkeypatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert cpu_threads() == 3
+    for unusable in ("0", "two", ""):
+        monkeypatch.setenv("OMP_NUM_THREADS", unusable)
+        assert cpu_threads() == len(os.sched_getaffinity(0))
