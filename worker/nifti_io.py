@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ except ImportError:  # the standard library's, where isal is not installed (the 
 
 from worker import validation
 from worker.atomic import atomic_path
-from worker.backend import array_module, backend_of
+from worker.backend import array_module, backend_of, cpu_threads
 from worker.soften_cpu import quantize_uint8
 from worker.errors import InputError
 
@@ -129,28 +130,37 @@ def open_image_files(paths: Sequence[str | Path], *, max_voxels: int | None = No
     return ImageFiles(paths=paths, images=images, spatial_shape=spatial, num_channels=channels)
 
 
+def _checked_file(files: ImageFiles, file_index: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(channel index, float32 (X, Y[, Z]) channel) of one image file, read and checked; a 4D
+    file (then the only one) gives all its channels, a 2D/3D file the channel ``file_index``."""
+    path, img = files.paths[file_index], files.images[file_index]
+    data = _read_data(img, path, np.float32).reshape(files.spatial_shape + (-1,))
+    for index in range(data.shape[-1]):
+        channel = file_index + index
+        validation.check_image_channel(path, data[..., index], index=channel)
+        yield channel, data[..., index]
+
+
 def _checked_channels(files: ImageFiles) -> Iterator[np.ndarray]:
-    """Each channel as float32 (X, Y[, Z]), read and checked in order; a 4D file is read once."""
-    channel = 0
-    for path, img in zip(files.paths, files.images):
-        data = _read_data(img, path, np.float32).reshape(files.spatial_shape + (-1,))
-        for index in range(data.shape[-1]):
-            validation.check_image_channel(path, data[..., index], index=channel)
-            channel += 1
-            yield data[..., index]
+    """Each channel, read and checked in order, one file at a time."""
+    for file_index in range(len(files.paths)):
+        for _, channel in _checked_file(files, file_index):
+            yield channel
 
 
-def read_image(paths: Sequence[str | Path], *, max_voxels: int | None = None) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
-    """Image channels from one 4D file or one 2D/3D file per channel (nnU-Net ``_0000`` order).
-
-    Returns (image float32 (X, Y[, Z], C), affine (4, 4), spacing_mm per spatial axis). Each
-    channel goes into the image as it is read, so no second copy of the image is ever held.
-    """
-    files = open_image_files(paths, max_voxels=max_voxels)
+def _read_channels(files: ImageFiles, pool: ThreadPoolExecutor) -> np.ndarray:
+    """The image, float32 (X, Y[, Z], C) (nnU-Net ``_0000`` channel order): the channel files read in the pool's threads (decompression and
+    the checks release the GIL), each written into the image as it is read, so at most one
+    file's voxels per thread are held beside the image. The first bad file in order is reported."""
     image = np.empty(files.spatial_shape + (files.num_channels,), dtype=np.float32)
-    for index, channel in enumerate(_checked_channels(files)):
-        image[..., index] = channel
-    return image, files.affine, files.spacing_mm
+
+    def read_into(file_index: int) -> None:
+        for channel, data in _checked_file(files, file_index):
+            image[..., channel] = data
+
+    for done in [pool.submit(read_into, i) for i in range(len(files.paths))]:
+        done.result()
+    return image
 
 
 def read_label(
@@ -169,18 +179,24 @@ def read_label(
 def read_study(
     image_paths: Sequence[str | Path], label_path: str | Path, *, num_classes: int | None, max_voxels: int | None = None
 ) -> Study:
-    """Read and validate one study; raises InputError naming the file on any bad input.
+    """Read and validate one study; raises InputError naming the file on any bad input (the
+    image's problems first, then the label's).
 
+    The files are read in threads (``cpu_threads``): the channel files and the label at once.
     num_classes None takes K from the label (its maximum + 1): for a study outside a dataset.
     """
     if num_classes is not None:
         validation.check_num_classes(num_classes)
-    image, affine, spacing = read_image(image_paths, max_voxels=max_voxels)
-    label = read_label(
-        label_path, num_classes=num_classes, ref_path=image_paths[0], ref_shape=image.shape[:-1], ref_affine=affine, max_voxels=max_voxels
-    )
+    files = open_image_files(image_paths, max_voxels=max_voxels)
+    with ThreadPoolExecutor(max_workers=cpu_threads()) as pool:
+        label_read = pool.submit(
+            read_label, label_path, num_classes=num_classes, ref_path=files.paths[0], ref_shape=files.spatial_shape,
+            ref_affine=files.affine, max_voxels=max_voxels,
+        )  # fmt: skip
+        image = _read_channels(files, pool)
+        label = label_read.result()
     k = int(label.max()) + 1 if num_classes is None else num_classes
-    return Study(image=image, label=label, num_classes=k, affine=affine, spacing_mm=spacing)
+    return Study(image=image, label=label, num_classes=k, affine=files.affine, spacing_mm=files.spacing_mm)
 
 
 def check_study(

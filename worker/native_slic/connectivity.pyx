@@ -21,16 +21,16 @@ import numpy as np
 cdef Py_ssize_t N_TASKS = 256  # merge-target tasks (components are split evenly among them)
 
 
-cdef inline int64_t _find(int64_t* parent, int64_t i) noexcept nogil:
+cdef inline int32_t _find(int32_t* parent, int32_t i) noexcept nogil:
     while parent[i] != i:
         parent[i] = parent[parent[i]]
         i = parent[i]
     return i
 
 
-cdef inline int64_t _union(int64_t* parent, int64_t root, int64_t v, int64_t u) noexcept nogil:
+cdef inline int32_t _union(int32_t* parent, int32_t root, int32_t v, int32_t u) noexcept nogil:
     """Join voxel ``u``'s tree into the tree of ``v`` (current root ``root``)."""
-    cdef int64_t r = _find(parent, u)
+    cdef int32_t r = _find(parent, u)
     if root == v:
         return r
     if r < root:
@@ -42,22 +42,23 @@ cdef inline int64_t _union(int64_t* parent, int64_t root, int64_t v, int64_t u) 
 
 
 def _components(const int32_t[:, :, ::1] labels):
-    """Component id per voxel (int64, -1 where labels < 0) and the component sizes.
+    """Component id per voxel (int32, -1 where labels < 0) and the component sizes (int32).
 
     One raster pass joins each voxel with its three earlier face neighbours of
-    the same label; roots are always the smallest flat index.
+    the same label; roots are always the smallest flat index, so every voxel's
+    parent comes before it. A second raster pass then turns the parent array
+    into component ids in place: a root takes the next id, any other voxel its
+    parent's id (already converted, and the same component).
     """
     cdef Py_ssize_t n0 = labels.shape[0], n1 = labels.shape[1], n2 = labels.shape[2]
     cdef Py_ssize_t n = n0 * n1 * n2, i0, i1, i2
-    parent_array = np.empty(n, dtype=np.int64)
-    comp_array = np.full(n, -1, dtype=np.int64)
-    sizes_array = np.zeros(n, dtype=np.int64)
-    cdef int64_t[::1] parent_view = parent_array
-    cdef int64_t* parent = &parent_view[0]
-    cdef int64_t[::1] comp = comp_array
-    cdef int64_t[::1] sizes = sizes_array
+    comp_array = np.empty(n, dtype=np.int32)
+    sizes_array = np.zeros(n, dtype=np.int32)
+    cdef int32_t[::1] comp_view = comp_array
+    cdef int32_t* parent = &comp_view[0]  # parents, then component ids
+    cdef int32_t[::1] sizes = sizes_array
     cdef const int32_t* flat = &labels[0, 0, 0]
-    cdef int64_t v = 0, root, r, n_comp = 0
+    cdef int32_t v = 0, root, n_comp = 0
     cdef int32_t lab
     with nogil:
         for i0 in range(n0):
@@ -76,47 +77,50 @@ def _components(const int32_t[:, :, ::1] labels):
                     v += 1
         for v in range(n):
             if flat[v] < 0:
+                parent[v] = -1
                 continue
-            r = _find(parent, v)
-            if r == v:
-                comp[v] = n_comp
+            if parent[v] == v:
+                parent[v] = n_comp
                 n_comp += 1
             else:
-                comp[v] = comp[r]
-            sizes[comp[v]] += 1
+                parent[v] = parent[parent[v]]
+            sizes[parent[v]] += 1
     return comp_array.reshape((n0, n1, n2)), sizes_array[:n_comp]
 
 
-def _voxels_by_component(const int64_t[:, :, ::1] comp, sizes):
-    """Flat voxel indices grouped by component (CSR): ``(offsets, voxels)``."""
+def _voxels_by_component(const int32_t[:, :, ::1] comp, sizes, int64_t min_size):
+    """Flat voxel indices of the components smaller than ``min_size``, grouped by component
+    (CSR: ``(offsets, voxels)``; larger components get empty ranges, as they merge into none)."""
     n_comp = len(sizes)
     offsets_array = np.zeros(n_comp + 1, dtype=np.int64)
-    offsets_array[1:] = np.cumsum(sizes)
+    offsets_array[1:] = np.cumsum(np.where(sizes < min_size, sizes, 0))
     fill_array = offsets_array[:n_comp].copy()
-    voxels_array = np.empty(offsets_array[n_comp], dtype=np.int64)
+    voxels_array = np.empty(offsets_array[n_comp], dtype=np.int32)
     cdef int64_t[::1] fill = fill_array
-    cdef int64_t[::1] voxels = voxels_array
-    cdef const int64_t* flat = &comp[0, 0, 0]
+    cdef int32_t[::1] voxels = voxels_array
+    cdef const int32_t[::1] size = sizes
+    cdef const int32_t* flat = &comp[0, 0, 0]
     cdef Py_ssize_t v, n = comp.shape[0] * comp.shape[1] * comp.shape[2]
-    cdef int64_t c
+    cdef int32_t c
     with nogil:
         for v in range(n):
             c = flat[v]
-            if c >= 0:
-                voxels[fill[c]] = v
+            if c >= 0 and size[c] < min_size:
+                voxels[fill[c]] = <int32_t>v
                 fill[c] += 1
     return offsets_array, voxels_array
 
 
-cdef int _merge_targets_task(const int64_t* flat, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t n2,
-                             const int64_t* sizes, Py_ssize_t first, Py_ssize_t last, int64_t min_size,
-                             const int64_t* offsets, const int64_t* voxels, int64_t* target) noexcept nogil:
+cdef int _merge_targets_task(const int32_t* flat, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t n2,
+                             const int32_t* sizes, Py_ssize_t first, Py_ssize_t last, int64_t min_size,
+                             const int64_t* offsets, const int32_t* voxels, int32_t* target) noexcept nogil:
     """Merge targets of the small components first..last-1; -1 when scratch memory cannot be had."""
     cdef Py_ssize_t capacity = 6 * max(min_size, 1)
-    cdef int64_t* nb = <int64_t*>malloc(capacity * sizeof(int64_t))  # neighbour ids
+    cdef int32_t* nb = <int32_t*>malloc(capacity * sizeof(int32_t))  # neighbour ids
     cdef int64_t* faces = <int64_t*>malloc(capacity * sizeof(int64_t))  # shared faces
     cdef Py_ssize_t a, j, side, slot, n_nb, best
-    cdef int64_t v, u, b, i0, i1, i2
+    cdef int64_t v, u, i0, i1, i2
+    cdef int32_t b
     cdef bint ok
     if nb == NULL or faces == NULL:
         free(nb)
@@ -168,20 +172,20 @@ cdef int _merge_targets_task(const int64_t* flat, Py_ssize_t n0, Py_ssize_t n1, 
     return 0
 
 
-def _merge_targets(const int64_t[:, :, ::1] comp, sizes_array, int64_t min_size):
+def _merge_targets(const int32_t[:, :, ::1] comp, sizes_array, int64_t min_size):
     """Earlier neighbour with the most shared faces for each small component, else -1."""
-    offsets_array, voxels_array = _voxels_by_component(comp, sizes_array)
-    target_array = np.full(len(sizes_array), -1, dtype=np.int64)
+    offsets_array, voxels_array = _voxels_by_component(comp, sizes_array, min_size)
+    target_array = np.full(len(sizes_array), -1, dtype=np.int32)
     status_array = np.zeros(N_TASKS, dtype=np.int32)
-    cdef const int64_t[::1] sizes = np.ascontiguousarray(sizes_array)
+    cdef const int32_t[::1] sizes = np.ascontiguousarray(sizes_array)
     cdef const int64_t[::1] offsets = offsets_array
-    cdef const int64_t[::1] voxels = voxels_array
-    cdef int64_t[::1] target = target_array
+    cdef const int32_t[::1] voxels = voxels_array
+    cdef int32_t[::1] target = target_array
     cdef int32_t[::1] status = status_array
     cdef Py_ssize_t n_comp = sizes.shape[0], task
-    cdef const int64_t* sizes_ptr = &sizes[0] if n_comp else NULL
-    cdef const int64_t* voxels_ptr = &voxels[0] if voxels.shape[0] else NULL
-    cdef int64_t* target_ptr = &target[0] if n_comp else NULL
+    cdef const int32_t* sizes_ptr = &sizes[0] if n_comp else NULL
+    cdef const int32_t* voxels_ptr = &voxels[0] if voxels.shape[0] else NULL
+    cdef int32_t* target_ptr = &target[0] if n_comp else NULL
     for task in prange(N_TASKS, nogil=True, schedule="dynamic"):
         status[task] = _merge_targets_task(
             &comp[0, 0, 0], comp.shape[0], comp.shape[1], comp.shape[2], sizes_ptr,
@@ -191,7 +195,7 @@ def _merge_targets(const int64_t[:, :, ::1] comp, sizes_array, int64_t min_size)
     return target_array
 
 
-def _final_labels(const int64_t[::1] target):
+def _final_labels(const int32_t[::1] target):
     """Kept components numbered in id order; merged ones follow their target."""
     final_array = np.empty(target.shape[0], dtype=np.int32)
     cdef int32_t[::1] final = final_array
@@ -206,11 +210,11 @@ def _final_labels(const int64_t[::1] target):
     return final_array
 
 
-def _apply(const int64_t[:, :, ::1] comp, const int32_t[::1] final):
+def _apply(const int32_t[:, :, ::1] comp, const int32_t[::1] final):
     out_array = np.full((comp.shape[0], comp.shape[1], comp.shape[2]), -1, dtype=np.int32)
     cdef int32_t[:, :, ::1] out = out_array
     cdef int32_t* flat_out = &out[0, 0, 0]
-    cdef const int64_t* flat = &comp[0, 0, 0]
+    cdef const int32_t* flat = &comp[0, 0, 0]
     cdef Py_ssize_t v, n = comp.shape[0] * comp.shape[1] * comp.shape[2]
     with nogil:
         for v in range(n):
@@ -222,8 +226,11 @@ def _apply(const int64_t[:, :, ::1] comp, const int32_t[::1] final):
 def enforce_connectivity(labels: np.ndarray, min_size: int) -> np.ndarray:
     """Connected, merged and renumbered labels (rule in :mod:`.merge`).
 
-    ``labels``: ``(n0, n1, n2)`` int32 NumPy array, -1 off the mask.
+    ``labels``: ``(n0, n1, n2)`` int32 NumPy array, -1 off the mask, fewer than 2**31 voxels
+    (voxel and component indices are int32).
     """
+    if labels.size >= 2**31:
+        raise ValueError(f"labels: expected fewer than 2**31 voxels, got shape {labels.shape}")
     comp, sizes = _components(np.ascontiguousarray(labels, dtype=np.int32))
     target = _merge_targets(comp, sizes, min_size)
     return _apply(comp, _final_labels(target))
