@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker.normalize import normalize_channels
-from worker.normalize_cpu import clip_rescale_into
+from worker.normalize import channel_percentiles, normalize_channels
+from worker.normalize_cpu import clip_rescale_into, order_statistics
 
 
 def array_code(image: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5) -> np.ndarray:
@@ -59,3 +59,43 @@ def test_kernel_rejects_mismatched_output() -> None:
         clip_rescale_into(image, 0, np.float32(0), np.float32(1), np.float32(1), np.zeros((9, 2), np.float32))
     with pytest.raises(ValueError, match="channel in"):
         clip_rescale_into(image, 2, np.float32(0), np.float32(1), np.float32(1), np.zeros((10, 2), np.float32))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_percentiles_equal_numpys(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = [1, 2, 3, 200, 70_000, 300_001][seed % 6]
+    flat = (rng.normal(size=(n, 2)) * [1, 1000, 1e-3, 1e6][seed % 4]).astype(np.float32)
+    if seed % 5 == 1:
+        flat = np.round(flat * 2).astype(np.float32) + 0.0  # ties, zeros all +0.0
+    percents = [(0.5, 99.5), (0.0, 100.0), (25.0, 50.0, 75.0), (33.3,), (99.99, 0.01)][seed % 5]
+    for channel in (0, 1):
+        expected = np.percentile(flat[:, channel], percents)
+        got = channel_percentiles(flat, channel, percents)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got.view(np.uint64), expected.view(np.uint64))
+
+
+def test_order_statistics_are_the_sorted_entries() -> None:
+    rng = np.random.default_rng(7)
+    flat = np.concatenate([rng.normal(size=(5000, 1)), np.full((3000, 1), -0.0), [[np.inf], [-np.inf]]]).astype(np.float32)
+    ranks = [0, 1, 4999, 5000, 6500, 8001]
+    expected = np.sort(flat[:, 0])[ranks]
+    got = order_statistics(flat, 0, ranks)
+    np.testing.assert_array_equal(got, expected)  # -0.0 comes back as +0.0, equal
+    assert not np.signbit(got[np.asarray(expected) == 0]).any()
+
+
+def test_a_channel_with_nan_gives_nan_like_numpy() -> None:
+    flat = np.arange(20, dtype=np.float32).reshape(10, 2)
+    flat[3, 1] = np.nan
+    assert np.isnan(channel_percentiles(flat, 1, (0.5, 99.5))).all()
+    assert not np.isnan(channel_percentiles(flat, 0, (0.5, 99.5))).any()
+
+
+def test_order_statistics_check_their_arguments() -> None:
+    flat = np.zeros((10, 2), np.float32)
+    with pytest.raises(ValueError, match="ranks in"):
+        order_statistics(flat, 0, [10])
+    with pytest.raises(ValueError, match="channel in"):
+        order_statistics(flat, 2, [0])
