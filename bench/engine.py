@@ -112,12 +112,13 @@ def run_naive_pipeline(case: str, out: str, io: str) -> None:
     (the array path, classes in a thread pool), uint8 quantisation, write.
 
     io="standard" is the method as the standard libraries give it, the baseline the issue
-    measured: nibabel reads and writes, NumPy makes the one-hot start and the uint8 labels.
-    io="ours" swaps in our reading (ISA-L, checks), our one-hot and quantisation kernels and our
-    streamed writer, so that only SLIC and the distance transforms stay naive.
+    measured: nibabel reads and writes, NumPy normalises (``np.percentile``, clip) and makes the
+    one-hot start and the uint8 labels. io="ours" swaps in our reading (ISA-L, checks), our
+    normalisation, one-hot and quantisation kernels and our streamed writer, so that only SLIC
+    and the distance transforms stay naive.
     """
     from worker.config import SofteningConfig
-    from worker.normalize import normalize_channels
+    from worker.normalize import normalize_by_arrays, normalize_channels
     from worker.superpixel_soft import one_hot, one_hot_by_arrays, soften_by_arrays
     from worker.superpixels import compute_superpixels
 
@@ -136,7 +137,8 @@ def run_naive_pipeline(case: str, out: str, io: str) -> None:
 
         study = read_study(meta["images"], meta["label"], num_classes=k)
         image, label, affine, spacing = study.image, study.label, study.affine, study.spacing_mm
-    superpixels = compute_superpixels(normalize_channels(image), n_segments=config.n_segments,
+    normalised = normalize_by_arrays(image) if io == "standard" else normalize_channels(image)
+    superpixels = compute_superpixels(normalised, n_segments=config.n_segments,
                                       compactness=config.compactness, spacing=spacing, slic="skimage")  # fmt: skip
     soft = one_hot_by_arrays(label, num_classes=k) if io == "standard" else one_hot(label, num_classes=k)
     soften_by_arrays(soft, label, superpixels, num_classes=k, spacing=spacing, restrict=False, threads=None)

@@ -22,13 +22,19 @@ def normalize_channels(image: Any, *, low_pct: float = LOW_PERCENTILE, high_pct:
     hi the channel's percentiles (linear interpolation) and the span rounded to float32 (so the
     top can land 1 ulp above 1). A constant channel becomes 0.
     On the CPU the percentiles come from a compiled radix select and the channels run in
-    threads, with the same numbers as the array code below.
+    threads, with the same numbers as :func:`normalize_by_arrays`.
     """
     if not 0 <= low_pct < high_pct <= 100:
         raise ValueError(f"percentiles: expected 0 <= low < high <= 100, got {low_pct}, {high_pct}")
     if backend_of(image) == "cpu":
         return _normalize_cpu(image, low_pct, high_pct)
-    xp = array_module("gpu")
+    return normalize_by_arrays(image, low_pct=low_pct, high_pct=high_pct)
+
+
+def normalize_by_arrays(image: Any, *, low_pct: float = LOW_PERCENTILE, high_pct: float = HIGH_PERCENTILE) -> Any:
+    """:func:`normalize_channels` as NumPy/CuPy array operations: the GPU's path, and on the
+    CPU the reference the compiled path is tested against (the same numbers)."""
+    xp = array_module(backend_of(image))
     out = xp.empty(image.shape, dtype=xp.float32)
     scaled = xp.empty(image.shape[:-1], dtype=xp.float32)  # one channel, contiguous
     for ch in range(image.shape[-1]):
