@@ -251,6 +251,34 @@ def test_connectivity_matches_on_random_label_maps():
                                           reference.enforce_connectivity(labels, min_size))
 
 
+THREAD_CHECK = """
+import sys
+import numpy as np
+from worker.native_slic import native_slic, connectivity
+image, labels = np.load(sys.argv[1] + "/image.npy"), np.load(sys.argv[1] + "/labels.npy")
+np.save(sys.argv[1] + "/slic.npy", native_slic(image, n_segments=60, compactness=0.1, spacing=(1.0, 0.8, 2.5)))
+np.save(sys.argv[1] + "/connected.npy", connectivity.enforce_connectivity(labels, 3))
+"""
+
+
+@pytest.mark.parametrize("threads", ["1", "3", "7"])
+def test_compiled_results_do_not_depend_on_the_thread_count(threads: str, tmp_path) -> None:
+    """The OpenMP splits (cell rows, connectivity slabs, reduction blocks) change no number."""
+    import os
+    import subprocess
+    import sys
+
+    image = phantom((23, 19, 13), 2, seed=5)
+    labels = np.random.default_rng(5).integers(-1, 3, size=(23, 19, 13)).astype(np.int32)
+    np.save(tmp_path / "image.npy", image)
+    np.save(tmp_path / "labels.npy", labels)
+    env = dict(os.environ, OMP_NUM_THREADS=threads)
+    subprocess.run([sys.executable, "-c", THREAD_CHECK, str(tmp_path)], env=env, check=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "slic.npy"),
+                                  native_slic(image, n_segments=60, compactness=0.1, spacing=(1.0, 0.8, 2.5)))
+    np.testing.assert_array_equal(np.load(tmp_path / "connected.npy"), reference.enforce_connectivity(labels, 3))
+
+
 def test_loop_stops_when_labels_settle():
     image, mask, grid, weight, *_ = midway_state((12, 10, 8), 1, (1.0, 1.0, 1.0), 8, False)
     once = run_kmeans(reference, image, mask, grid, weight, 50)

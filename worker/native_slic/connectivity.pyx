@@ -6,12 +6,14 @@ in C order of their first voxel; a component smaller than ``min_size`` merges
 into the earlier adjacent component sharing the most faces with it (ties:
 smaller id); kept components are numbered 0..M-1.
 
-The component pass is a sequential union-find (roots are the smallest flat
-index, i.e. the first voxel); the result is unique, so it matches SciPy's
-labelling used by the reference. The merge targets are found in parallel, one
+The component pass is a union-find (roots are the smallest flat index, i.e.
+the first voxel), run in parallel over slabs of axis-0 rows whose touching rows
+are then joined; the result is unique, so it matches SciPy's labelling used by
+the reference whatever the thread count. The merge targets are found in parallel, one
 small component per task, from its voxel list.
 """
 
+cimport openmp
 from cython.parallel cimport prange
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, malloc
@@ -41,40 +43,69 @@ cdef inline int32_t _union(int32_t* parent, int32_t root, int32_t v, int32_t u) 
     return root
 
 
+cdef void _union_slab(const int32_t* flat, int32_t* parent, Py_ssize_t first, Py_ssize_t last,
+                      Py_ssize_t n1, Py_ssize_t n2) noexcept nogil:
+    """The raster union-find pass over the axis-0 rows [first, last), joining each voxel with
+    its earlier face neighbours inside the slab; roots are the smallest flat index."""
+    cdef Py_ssize_t i0, i1, i2, plane = n1 * n2
+    cdef int32_t v = <int32_t>(first * plane), root, lab
+    for i0 in range(first, last):
+        for i1 in range(n1):
+            for i2 in range(n2):
+                lab = flat[v]
+                root = v
+                if lab >= 0:
+                    if i2 > 0 and flat[v - 1] == lab:
+                        root = _union(parent, root, v, v - 1)
+                    if i1 > 0 and flat[v - n2] == lab:
+                        root = _union(parent, root, v, v - n2)
+                    if i0 > first and flat[v - plane] == lab:
+                        root = _union(parent, root, v, <int32_t>(v - plane))
+                parent[v] = root
+                v += 1
+
+
+cdef void _join_across(const int32_t* flat, int32_t* parent, Py_ssize_t row, Py_ssize_t plane) noexcept nogil:
+    """Join the voxels of axis-0 row ``row`` with their neighbours in the row before (another
+    slab's), keeping the smaller root, so roots stay the smallest flat index."""
+    cdef Py_ssize_t j
+    cdef int32_t v, u, rv, ru
+    for j in range(plane):
+        v = <int32_t>(row * plane + j)
+        u = <int32_t>(v - plane)
+        if flat[v] >= 0 and flat[u] == flat[v]:
+            rv = _find(parent, v)
+            ru = _find(parent, u)
+            if ru < rv:
+                parent[rv] = ru
+            elif rv < ru:
+                parent[ru] = rv
+
+
 def _components(const int32_t[:, :, ::1] labels):
     """Component id per voxel (int32, -1 where labels < 0) and the component sizes (int32).
 
-    One raster pass joins each voxel with its three earlier face neighbours of
-    the same label; roots are always the smallest flat index, so every voxel's
-    parent comes before it. A second raster pass then turns the parent array
-    into component ids in place: a root takes the next id, any other voxel its
-    parent's id (already converted, and the same component).
+    A raster union-find pass joins each voxel with its three earlier face neighbours of the
+    same label, in parallel over slabs of axis-0 rows, whose touching rows are then joined;
+    roots are always the smallest flat index, so every voxel's parent comes before it. A
+    second raster pass then turns the parent array into component ids in place: a root takes
+    the next id, any other voxel its parent's id (already converted, and the same component).
     """
     cdef Py_ssize_t n0 = labels.shape[0], n1 = labels.shape[1], n2 = labels.shape[2]
-    cdef Py_ssize_t n = n0 * n1 * n2, i0, i1, i2
+    cdef Py_ssize_t n = n0 * n1 * n2, plane = n1 * n2, s
+    cdef Py_ssize_t n_slabs = max(1, min(openmp.omp_get_max_threads(), n0))
     comp_array = np.empty(n, dtype=np.int32)
     sizes_array = np.zeros(n, dtype=np.int32)
     cdef int32_t[::1] comp_view = comp_array
     cdef int32_t* parent = &comp_view[0]  # parents, then component ids
     cdef int32_t[::1] sizes = sizes_array
     cdef const int32_t* flat = &labels[0, 0, 0]
-    cdef int32_t v = 0, root, n_comp = 0
-    cdef int32_t lab
+    cdef int32_t v, n_comp = 0
+    for s in prange(n_slabs, nogil=True, schedule="static", chunksize=1, num_threads=n_slabs):
+        _union_slab(flat, parent, s * n0 // n_slabs, (s + 1) * n0 // n_slabs, n1, n2)
     with nogil:
-        for i0 in range(n0):
-            for i1 in range(n1):
-                for i2 in range(n2):
-                    lab = flat[v]
-                    root = v
-                    if lab >= 0:
-                        if i2 > 0 and flat[v - 1] == lab:
-                            root = _union(parent, root, v, v - 1)
-                        if i1 > 0 and flat[v - n2] == lab:
-                            root = _union(parent, root, v, v - n2)
-                        if i0 > 0 and flat[v - n1 * n2] == lab:
-                            root = _union(parent, root, v, v - n1 * n2)
-                    parent[v] = root
-                    v += 1
+        for s in range(1, n_slabs):
+            _join_across(flat, parent, s * n0 // n_slabs, plane)
         for v in range(n):
             if flat[v] < 0:
                 parent[v] = -1
