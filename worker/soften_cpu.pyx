@@ -65,29 +65,33 @@ def as_superpixels(superpixels):
 
 
 cdef void _envelope_1d(const double* f, Py_ssize_t n, double step, double* out, Py_ssize_t out_stride,
-                       Py_ssize_t* v, double* z) noexcept nogil:
-    """out[p * out_stride] = min_q (step * (p - q))**2 + f[q]; f may hold inf (no feature yet)."""
+                       Py_ssize_t* v, double* z, double* g) noexcept nogil:
+    """out[p * out_stride] = min_q (step * (p - q))**2 + f[q]; f may hold inf (no feature yet).
+
+    Scratch: v (n), z (n + 1), g (n). Each parabola's intersection with the one below it on
+    the stack is divided out once (the value that stops the pops is the new z), and
+    g[q] = f[q] + (step * q)**2 once per parabola: the same operations on the same numbers as
+    recomputing them.
+    """
     cdef Py_ssize_t q, r, p, j
     cdef Py_ssize_t k = -1
-    cdef double fq, s, d
+    cdef double gq, s = 0.0, d
+    cdef double two_step_sq = 2.0 * step * step
     for q in range(n):
-        fq = f[q]
-        if fq == INFINITY:
+        if f[q] == INFINITY:
             continue
+        gq = f[q] + (step * q) * (step * q)
+        g[q] = gq
         while k >= 0:
             r = v[k]
-            s = ((fq + (step * q) * (step * q)) - (f[r] + (step * r) * (step * r))) / (2.0 * step * step * <double>(q - r))
+            s = (gq - g[r]) / (two_step_sq * <double>(q - r))
             if s <= z[k]:
                 k -= 1
             else:
                 break
         k += 1
         v[k] = q
-        if k == 0:
-            z[0] = -INFINITY
-        else:
-            r = v[k - 1]
-            z[k] = ((fq + (step * q) * (step * q)) - (f[r] + (step * r) * (step * r))) / (2.0 * step * step * <double>(q - r))
+        z[k] = -INFINITY if k == 0 else s
         z[k + 1] = INFINITY
     if k < 0:
         for p in range(n):
@@ -117,22 +121,25 @@ cdef int _envelope_along_axis(double* sq, Py_ssize_t[3] shape, int axis, double 
     cdef double* f = <double*>malloc(n * sizeof(double))
     cdef Py_ssize_t* v = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t))
     cdef double* z = <double*>malloc((n + 1) * sizeof(double))
+    cdef double* g = <double*>malloc(n * sizeof(double))
     cdef Py_ssize_t i, j, p
     cdef double* line
-    if f == NULL or v == NULL or z == NULL:
+    if f == NULL or v == NULL or z == NULL or g == NULL:
         free(f)
         free(v)
         free(z)
+        free(g)
         return -1
     for i in range(shape[a]):
         for j in range(shape[b]):
             line = sq + i * strides[a] + j * strides[b]
             for p in range(n):
                 f[p] = line[p * stride]
-            _envelope_1d(f, n, step, line, stride, v, z)
+            _envelope_1d(f, n, step, line, stride, v, z, g)
     free(f)
     free(v)
     free(z)
+    free(g)
     return 0
 
 
