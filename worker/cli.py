@@ -2,7 +2,9 @@
 
 Progress goes to stderr; bad input exits with code 1 and a one-line message. Rich draws the
 progress bars and colours on a terminal; a scripted run (stderr not a terminal) gets plain lines
-and never imports rich, which would add about 25 ms to every run's start-up.
+and never imports rich, which would add about 25 ms to every run's start-up. The engine itself
+(NumPy, nibabel, the kernels) is imported inside the commands: ``soften`` first starts
+decompressing its inputs (``worker.readahead``), so the import runs beside it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from worker import __version__
 from worker.atomic import write_json_atomic
 from worker.config import DEFAULT_COMPACTNESS, DEFAULT_N_SEGMENTS, SofteningConfig
 from worker.errors import InputError
-from worker.pipeline import soften_files
+from worker.readahead import ReadAhead
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -128,11 +130,14 @@ def soften(
 ) -> None:
     """Soften one study's label map."""
     config = build_config(method, n_segments, compactness, sigma, eps, distance, normalize, dtype, slic)
-    with stage_progress() as report:
-        result = soften_files(
-            image, label, out, config=config, num_classes=classes, superpixels_in=superpixels,
-            superpixels_out=save_superpixels, backend=backend, progress=report,
-        )  # fmt: skip
+    with ReadAhead([*image, label]) as read_ahead:  # decompresses while the engine imports
+        from worker.pipeline import soften_files
+
+        with stage_progress() as report:
+            result = soften_files(
+                image, label, out, config=config, num_classes=classes, superpixels_in=superpixels,
+                superpixels_out=save_superpixels, backend=backend, progress=report, read_ahead=read_ahead,
+            )  # fmt: skip
     if classes is None:
         k = result.study.num_classes
         tell(f"note: --classes not given; used K = {k} from this label (pass --classes for a dataset's K)")
@@ -159,6 +164,7 @@ def soften_dataset(
 ) -> None:
     """Soften every case of an nnU-Net raw dataset; finished cases are skipped (resumable)."""
     from worker.nnunet import scan_dataset
+    from worker.pipeline import soften_files
 
     config = build_config(method, n_segments, compactness, sigma, eps, distance, normalize, dtype, slic)
     raw = scan_dataset(dataset)
