@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import os
 from types import ModuleType
 from typing import Any, Literal
 
@@ -47,13 +46,12 @@ def resolve_backend(backend: str) -> ResolvedBackend:
 
 
 def cpu_threads() -> int:
-    """Threads the engine's CPU work may use: ``OMP_NUM_THREADS`` when set to a positive
-    integer (workers sharing a machine get cores / workers), else the CPUs this process may run
-    on. The compiled kernels' OpenMP loops and the engine's thread pools both keep to it."""
-    preset = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if preset.isdigit() and int(preset) > 0:
-        return int(preset)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """Threads the engine's CPU work may use: what the OpenMP runtime gives the compiled kernels
+    (``OMP_NUM_THREADS`` when set, else the CPUs this process may run on; workers sharing a
+    machine get cores / workers). The engine's thread pools keep to the same number."""
+    from worker.soften_cpu import openmp_threads  # compiled; imports NumPy
+
+    return openmp_threads()
 
 
 def array_module(backend: ResolvedBackend) -> ModuleType:

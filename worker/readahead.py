@@ -14,6 +14,7 @@ the usual checks name the problem.
 from __future__ import annotations
 
 import io
+import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,10 +26,13 @@ try:  # the same codec as worker.nifti_io: ISA-L where installed
 except ImportError:  # pragma: no cover - isal is a core dependency
     from zlib import decompressobj
 
-from worker.backend import cpu_threads
-
 GZIP_WBITS = 31  # a gzip header and trailer around the deflate stream
 LIMIT_BYTES = 1 << 31  # largest decompressed file held (2 GiB); larger ones are read from disk
+
+
+def _cpus() -> int:
+    """CPUs this process may run on. The read-ahead leaves one of them to the import it overlaps."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class ReadAhead:
@@ -43,7 +47,7 @@ class ReadAhead:
         gzipped = list(dict.fromkeys(Path(p).resolve() for p in paths if str(p).endswith(".gz")))
         self._limit = limit_bytes
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=max(1, min(len(gzipped), cpu_threads() - 1)))
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(len(gzipped), _cpus() - 1)))
         self._pending: dict[Path, Future[bytes | None]] = {p: self._pool.submit(self._decompress, p) for p in gzipped}
 
     def _decompress(self, path: Path) -> bytes | None:

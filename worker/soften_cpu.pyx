@@ -31,6 +31,7 @@ are uint8, uint16 or int32 and superpixels int32, C-ordered where the docstrings
 as (X, Y, 1) volumes; a unit axis changes no distance.
 """
 
+cimport openmp
 from cython.parallel cimport prange
 from libc.math cimport INFINITY, fabs, rintf, sqrt
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
@@ -51,6 +52,12 @@ ctypedef fused soft_t:  # soft labels as computed (float32 q) or as stored (uint
 cdef inline uint8_t _stored_uint8(float q) noexcept nogil:
     """The uint8 file value of a soft label q: ``rint(clip(q, 0, 1) * 255)`` in float32."""
     return <uint8_t>rintf(min(max(q, <float>0.0), <float>1.0) * <float>255.0)
+
+
+def openmp_threads() -> int:
+    """Threads an OpenMP loop of the kernels gets: ``OMP_NUM_THREADS`` when set, else the CPUs
+    this process may run on (GNU OpenMP's rule)."""
+    return openmp.omp_get_max_threads()
 
 
 def as_label(label, num_classes: int):

@@ -38,9 +38,15 @@ def test_result_records_the_backend_that_ran() -> None:
     assert result.backend == "cpu" and backend_of(result.soft) == "cpu" and to_host(result.soft) is result.soft
 
 
-def test_cpu_threads_follows_omp_num_threads(monkeypatch) -> None:
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert cpu_threads() == 3
-    for unusable in ("0", "two", ""):
-        monkeypatch.setenv("OMP_NUM_THREADS", unusable)
-        assert cpu_threads() == len(os.sched_getaffinity(0))
+def test_cpu_threads_is_the_openmp_runtimes_count() -> None:
+    import subprocess
+    import sys
+
+    def threads(preset: str | None) -> int:
+        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | ({"OMP_NUM_THREADS": preset} if preset else {})
+        code = "from worker.backend import cpu_threads; print(cpu_threads())"
+        return int(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
+
+    assert threads("3") == 3
+    assert threads(None) == len(os.sched_getaffinity(0))
+    assert cpu_threads() >= 1
