@@ -148,3 +148,10 @@ def test_console_script_exit_status_and_output(tmp_path: Path, small_study: dict
     assert bad.returncode == 1 and "expected integers in [0, 3), got max 3" in bad.stderr
     usage = subprocess.run(entry + ["soften", "--no-such-option"], capture_output=True, text=True)
     assert usage.returncode == 2 and "No such option" in usage.stderr
+
+
+def test_a_bad_option_value_names_the_option(tmp_path: Path, small_study: dict) -> None:
+    result = runner.invoke(app, soften_args(small_study, tmp_path / "o.nii.gz", "--n-segments", "0"))
+    assert result.exit_code == 1
+    assert "error: --n-segments: Input should be greater than or equal to 1" in result.output
+    assert not (tmp_path / "o.nii.gz").exists()
