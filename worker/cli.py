@@ -1,8 +1,9 @@
 """Engine commands: ``softlabel soften``, ``soften-dataset`` and ``preview``.
 
 Progress goes to stderr; bad input exits with code 1 and a one-line message. Rich draws the
-progress bars and colours on a terminal; a scripted run (stderr not a terminal) gets plain lines
-and never imports rich, which would add about 25 ms to every run's start-up. The engine and its
+progress bars and colours on a terminal; a scripted ``soften`` or ``preview`` (stderr not a
+terminal) gets plain lines and never imports rich, which would add about 25 ms to every run's
+start-up (``soften-dataset`` keeps its rich progress bar: one start-up for many studies). The engine and its
 configuration (NumPy, nibabel, the kernels, pydantic) are imported inside the commands:
 ``soften`` first starts decompressing its inputs (``worker.readahead``), so the imports run
 beside it.

@@ -152,9 +152,12 @@ def _checked_channels(files: ImageFiles) -> Iterator[np.ndarray]:
 
 
 def _read_channels(files: ImageFiles, pool: ThreadPoolExecutor, read_ahead: ReadAhead | None = None) -> np.ndarray:
-    """The image, float32 (X, Y[, Z], C) (nnU-Net ``_0000`` channel order): the channel files read in the pool's threads (decompression and
-    the checks release the GIL), each written into the image as it is read, so at most one
-    file's voxels per thread are held beside the image. The first bad file in order is reported."""
+    """The image, float32 (X, Y[, Z], C) (nnU-Net ``_0000`` channel order).
+
+    The channel files are read in the pool's threads (decompression and the checks release the
+    GIL), each written into the image as it is read: beside the image, at most one file's
+    voxels per thread, plus what a read-ahead still holds (``worker.readahead``, at most its
+    budget). The first bad file in order is reported."""
     image = np.empty(files.spatial_shape + (files.num_channels,), dtype=np.float32)
 
     def read_into(file_index: int) -> None:

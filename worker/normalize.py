@@ -57,16 +57,18 @@ def _normalize_cpu(image: np.ndarray, low_pct: float, high_pct: float) -> np.nda
     flat = np.ascontiguousarray(image, dtype=np.float32).reshape(-1, image.shape[-1])
     out = np.empty(flat.shape, dtype=np.float32)
 
+    n_channels, threads = flat.shape[1], cpu_threads()
+    workers = min(n_channels, threads)  # channels at once; each gets a share of the threads
+
     def one_channel(ch: int) -> None:
-        lo, hi = (float(v) for v in channel_percentiles(flat, ch, (low_pct, high_pct)))
+        lo, hi = (float(v) for v in channel_percentiles(flat, ch, (low_pct, high_pct), threads=threads // workers))
         if hi <= lo:
             out[:, ch] = 0
         else:  # float32 bounds and span, as NumPy casts the Python floats in the array code
             clip_rescale_into(flat, ch, np.float32(lo), np.float32(hi), np.float32(hi - lo), out)
 
-    n_channels, threads = flat.shape[1], cpu_threads()
-    if n_channels > 1 and threads > 1:
-        with ThreadPoolExecutor(max_workers=min(n_channels, threads)) as pool:
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(one_channel, range(n_channels)))
     else:
         for ch in range(n_channels):
@@ -74,13 +76,14 @@ def _normalize_cpu(image: np.ndarray, low_pct: float, high_pct: float) -> np.nda
     return out.reshape(image.shape)
 
 
-def channel_percentiles(flat: np.ndarray, channel: int, percents: tuple[float, ...]) -> np.ndarray:
+def channel_percentiles(flat: np.ndarray, channel: int, percents: tuple[float, ...], *, threads: int = 0) -> np.ndarray:
     """``np.percentile(flat[:, channel], percents)`` (linear method), float64, the same numbers.
 
     flat: (voxels, C) float32, C order. NumPy copies the channel and partitions it once per
     index; here the two order statistics around each percentile come from the compiled radix
-    select, and the interpolation is NumPy's own (``numpy.lib._function_base_impl._quantile``
-    and ``_lerp``, NumPy 2.x), step for step. tests/worker/test_normalize.py holds the two equal.
+    select (``threads`` OpenMP threads, 0: the runtime's count), and the interpolation is
+    NumPy's own (``numpy.lib._function_base_impl._quantile`` and ``_lerp`` of NumPy 2.4), step
+    for step. tests/worker/test_normalize.py holds the two equal on the installed NumPy.
     """
     n = flat.shape[0]
     virtual = (n - 1) * np.true_divide(np.asarray(percents, dtype=np.float64), 100)
@@ -91,7 +94,7 @@ def channel_percentiles(flat: np.ndarray, channel: int, percents: tuple[float, .
     previous, following = previous.astype(np.intp), following.astype(np.intp)
     gamma = np.asanyarray(virtual - previous, dtype=virtual.dtype)
     ranks = np.concatenate((previous, following)) % n
-    values = order_statistics(flat, channel, ranks)
+    values = order_statistics(flat, channel, ranks, threads)
     a, b = values[: len(percents)], values[len(percents) :]
     diff_b_a = b - a
     lerp = np.add(a, diff_b_a * gamma)

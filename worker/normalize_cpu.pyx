@@ -68,12 +68,13 @@ cdef void _low_histogram(const float* image, Py_ssize_t stride, Py_ssize_t start
             hist[(slot - 1) * N_BUCKETS + (key & 0xFFFFu)] += 1
 
 
-def order_statistics(const float[:, ::1] image, Py_ssize_t channel, ranks) -> np.ndarray:
+def order_statistics(const float[:, ::1] image, Py_ssize_t channel, ranks, int threads=0) -> np.ndarray:
     """The values of rank ``ranks`` (0-based, ascending) of ``image[:, channel]``, float32.
 
     image: (voxels, C) float32, C order. Equal to the sorted channel's entries at those ranks
     (a zero comes back as +0.0). A channel holding NaN returns NaN for every rank, as NumPy's
-    percentile does.
+    percentile does. threads: OpenMP threads for the histogram passes (0: the runtime's count;
+    callers that run channels in threads of their own share the cores out).
     """
     cdef Py_ssize_t n = image.shape[0], stride = image.shape[1], t, b, r
     if not 0 <= channel < stride:
@@ -81,7 +82,7 @@ def order_statistics(const float[:, ::1] image, Py_ssize_t channel, ranks) -> np
     wanted = np.asarray(ranks, dtype=np.int64)
     if n == 0 or wanted.size == 0 or wanted.min() < 0 or wanted.max() >= n:
         raise ValueError(f"expected ranks in [0, {n}), got {wanted.tolist()}")
-    cdef int n_threads = max(1, min(openmp.omp_get_max_threads(), n // 65536))
+    cdef int n_threads = max(1, min(threads if threads > 0 else openmp.omp_get_max_threads(), n // 65536))
     cdef const float* data = &image[0, channel]
     top_array = np.zeros((n_threads, N_BUCKETS), dtype=np.int64)
     nan_array = np.zeros(n_threads, dtype=np.int64)

@@ -113,7 +113,8 @@ cdef void _envelope_1d(const double* f, Py_ssize_t n, double step, double* out, 
 
 
 cdef int _envelope_along_axis(double* sq, Py_ssize_t[3] shape, int axis, double step) noexcept nogil:
-    """The 1D squared-distance envelope along ``axis`` of a C-ordered 3D array, in place.
+    """The 1D squared-distance envelope along ``axis`` (1 or 2; axis 0 is the first pass,
+    :func:`_first_axis_from_features`) of a C-ordered 3D array, in place.
 
     Returns -1 when scratch memory cannot be had, else 0.
     """
@@ -121,7 +122,7 @@ cdef int _envelope_along_axis(double* sq, Py_ssize_t[3] shape, int axis, double 
     strides[2] = 1
     strides[1] = shape[2]
     strides[0] = shape[1] * shape[2]
-    cdef int a = 1 if axis == 0 else 0
+    cdef int a = 0  # the lines run along ``axis``; a and b are the other two
     cdef int b = 1 if axis == 2 else 2
     cdef Py_ssize_t n = shape[axis]
     cdef Py_ssize_t stride = strides[axis]

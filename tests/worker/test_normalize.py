@@ -96,3 +96,15 @@ def test_thread_count_changes_no_number(threads: str, tmp_path) -> None:
             "np.save(sys.argv[1] + '/out.npy', normalize_channels(np.load(sys.argv[1] + '/image.npy')))")  # fmt: skip
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=dict(os.environ, OMP_NUM_THREADS=threads), check=True)
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy").view(np.uint32), normalize_by_arrays(image).view(np.uint32))
+
+
+def test_signed_zeros_come_out_as_numpy_gives_them() -> None:
+    """A background of +0.0 and -0.0 makes the low percentile 0: NumPy's clip keeps a voxel
+    equal to the bound as it is (-0.0 stays -0.0), and so does the compiled pass."""
+    rng = np.random.default_rng(11)
+    image = np.abs(rng.normal(size=(40, 30, 20, 2))).astype(np.float32)
+    image[:10] = 0.0
+    image[:5] = -0.0
+    out = normalize_channels(image)
+    np.testing.assert_array_equal(out.view(np.uint32), normalize_by_arrays(image).view(np.uint32))
+    assert np.signbit(out[:5]).all() and not np.signbit(out[5:10]).any()

@@ -42,7 +42,7 @@ def test_files_it_cannot_hold_are_read_from_disk(tmp_path: Path, small_study: di
         path.write_bytes(data + gzip.compress(b"trailing"))
     elif damage != "missing":
         path.write_bytes(data)
-    with ReadAhead([path], limit_bytes=100 if damage == "over the limit" else 1 << 31) as read_ahead:
+    with ReadAhead([path], budget_bytes=100 if damage == "over the limit" else 1 << 30) as read_ahead:
         assert read_ahead.open(path) is None
     if damage == "truncated":  # the reader's own open then names the problem
         affine = nifti_io.open_nifti(small_study["images"][0]).affine
@@ -56,3 +56,10 @@ def test_uncompressed_files_are_not_held(tmp_path: Path) -> None:
     path.write_bytes(b"\0" * 400)
     with ReadAhead([path]) as read_ahead:
         assert read_ahead.open(path) is None
+
+
+def test_a_study_over_the_budget_is_not_read_ahead(small_study: dict) -> None:
+    paths = [*small_study["images"], small_study["label"]]
+    one_file = len(gzip.decompress(Path(paths[0]).read_bytes()))
+    with ReadAhead(paths, budget_bytes=2 * one_file) as read_ahead:  # the four files state more
+        assert all(read_ahead.open(p) is None for p in paths)
