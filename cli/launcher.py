@@ -35,7 +35,7 @@ def _exit_now(code: int) -> None:
     """End an engine command without Python's interpreter teardown.
 
     An engine command has written its outputs (atomically) and joined its threads when it
-    returns; tearing down the ~560 modules it imported (NumPy, nibabel, pydantic, typer) then
+    returns; tearing down the ~510 modules it imported (NumPy, nibabel, pydantic, typer) then
     takes 50 to 90 ms, a tenth of a whole ``softlabel soften`` run on the 11-class study
     (docs/performance.md). Flush the streams and leave.
     """
