@@ -3,10 +3,7 @@
 Progress goes to stderr; bad input exits with code 1 and a one-line message. Rich draws the
 progress bars and colours on a terminal; a scripted ``soften`` or ``preview`` (stderr not a
 terminal) gets plain lines and never imports rich, which would add about 25 ms to every run's
-start-up (``soften-dataset`` keeps its rich progress bar: one start-up for many studies). The engine and its
-configuration (NumPy, nibabel, the kernels, pydantic) are imported inside the commands:
-``soften`` first starts decompressing its inputs (``worker.readahead``), so the imports run
-beside it.
+start-up (``soften-dataset`` keeps its rich progress bar: one start-up for many studies).
 """
 
 from __future__ import annotations
@@ -17,18 +14,16 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 from worker import __version__
 from worker.atomic import write_json_atomic
-from worker.defaults import DEFAULT_COMPACTNESS, DEFAULT_N_SEGMENTS
+from worker.config import DEFAULT_COMPACTNESS, DEFAULT_N_SEGMENTS, SofteningConfig
 from worker.errors import InputError
-from worker.readahead import ReadAhead
-
-if TYPE_CHECKING:
-    from worker.config import SofteningConfig
+from worker.pipeline import soften_files
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,29 +49,21 @@ def exits_on_bad_input(func: F) -> F:
             return func(*args, **kwargs)
         except InputError as exc:
             tell(str(exc), error=True)
-        except ValueError as exc:  # pydantic's ValidationError among them
-            tell(_bad_value(exc), error=True)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "options"
+            tell(f"--{field.replace('_', '-')}: {first['msg']}", error=True)
+        except ValueError as exc:
+            tell(str(exc), error=True)
         raise typer.Exit(1)
 
     return wrapper  # type: ignore[return-value]
-
-
-def _bad_value(exc: ValueError) -> str:
-    """One line for a bad value: pydantic's first error as the option it came from, else the text."""
-    errors = getattr(exc, "errors", None)  # pydantic.ValidationError (imported with the config)
-    if not callable(errors):
-        return str(exc)
-    first = errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or "options"
-    return f"--{field.replace('_', '-')}: {first['msg']}"
 
 
 def build_config(
     method: str, n_segments: int, compactness: float, sigma: float, eps: float, distance: str, normalize: bool, dtype: str, slic: str
 ) -> SofteningConfig:
     """A validated configuration from CLI options (pydantic reports the bad option)."""
-    from worker.config import SofteningConfig
-
     return SofteningConfig(
         method=method, n_segments=n_segments, compactness=compactness, sigma=sigma, eps=eps,
         distance=distance, normalize=normalize, dtype=dtype, slic=slic,
@@ -141,15 +128,12 @@ def soften(
     backend: BackendOpt = "auto",
 ) -> None:
     """Soften one study's label map."""
-    with ReadAhead([*image, label]) as read_ahead:  # decompresses while the engine imports
-        config = build_config(method, n_segments, compactness, sigma, eps, distance, normalize, dtype, slic)
-        from worker.pipeline import soften_files
-
-        with stage_progress() as report:
-            result = soften_files(
-                image, label, out, config=config, num_classes=classes, superpixels_in=superpixels,
-                superpixels_out=save_superpixels, backend=backend, progress=report, read_ahead=read_ahead,
-            )  # fmt: skip
+    config = build_config(method, n_segments, compactness, sigma, eps, distance, normalize, dtype, slic)
+    with stage_progress() as report:
+        result = soften_files(
+            image, label, out, config=config, num_classes=classes, superpixels_in=superpixels,
+            superpixels_out=save_superpixels, backend=backend, progress=report,
+        )  # fmt: skip
     if classes is None:
         k = result.study.num_classes
         tell(f"note: --classes not given; used K = {k} from this label (pass --classes for a dataset's K)")
@@ -176,7 +160,6 @@ def soften_dataset(
 ) -> None:
     """Soften every case of an nnU-Net raw dataset; finished cases are skipped (resumable)."""
     from worker.nnunet import scan_dataset
-    from worker.pipeline import soften_files
 
     config = build_config(method, n_segments, compactness, sigma, eps, distance, normalize, dtype, slic)
     raw = scan_dataset(dataset)

@@ -35,7 +35,6 @@ from worker.atomic import atomic_path
 from worker.backend import array_module, backend_of, cpu_threads
 from worker.soften_cpu import quantize_uint8
 from worker.errors import InputError
-from worker.readahead import ReadAhead
 
 SOFT_UINT8_SLOPE = 1.0 / 255.0  # scl_slope of uint8 soft labels: q = stored / 255
 GZIP_LEVEL = 1  # fastest deflate level; higher levels cost 2-3x the time for ~2x smaller files
@@ -74,18 +73,16 @@ def open_nifti(path: str | Path, *, max_voxels: int | None = None) -> nib.Nifti1
     return img
 
 
-def _read_data(img: nib.Nifti1Image, path: Path, dtype: type | None = None, read_ahead: ReadAhead | None = None) -> np.ndarray:
+def _read_data(img: nib.Nifti1Image, path: Path, dtype: type | None = None) -> np.ndarray:
     """The voxels (scaled by scl_slope/inter, as nibabel does), read only up to the size the
     checked header declares. Gzipped files are decompressed by ISA-L where it is installed:
-    about 2x faster than the standard library's streamed zlib, which nibabel uses; a file the
-    read-ahead holds is parsed from its bytes."""
+    about 2x faster than the standard library's streamed zlib, which nibabel uses."""
     try:
         if not path.name.endswith(".gz"):
             return np.asarray(img.dataobj, dtype=dtype)
         proxy = img.dataobj
         spec = (proxy.shape, proxy.dtype, proxy.offset, proxy.slope, proxy.inter)
-        held = read_ahead.open(path) if read_ahead is not None else None
-        with held or gzip_codec.open(path, "rb") as fileobj:
+        with gzip_codec.open(path, "rb") as fileobj:
             return np.asarray(nib.arrayproxy.ArrayProxy(fileobj, spec), dtype=dtype)
     except _READ_ERRORS as exc:
         raise InputError(file=path, field="voxel data", expected="a complete, readable file", got=f"{type(exc).__name__}: {exc}") from None
@@ -133,11 +130,11 @@ def open_image_files(paths: Sequence[str | Path], *, max_voxels: int | None = No
     return ImageFiles(paths=paths, images=images, spatial_shape=spatial, num_channels=channels)
 
 
-def _checked_file(files: ImageFiles, file_index: int, read_ahead: ReadAhead | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def _checked_file(files: ImageFiles, file_index: int) -> Iterator[tuple[int, np.ndarray]]:
     """(channel index, float32 (X, Y[, Z]) channel) of one image file, read and checked; a 4D
     file (then the only one) gives all its channels, a 2D/3D file the channel ``file_index``."""
     path, img = files.paths[file_index], files.images[file_index]
-    data = _read_data(img, path, np.float32, read_ahead).reshape(files.spatial_shape + (-1,))
+    data = _read_data(img, path, np.float32).reshape(files.spatial_shape + (-1,))
     for index in range(data.shape[-1]):
         channel = file_index + index
         validation.check_image_channel(path, data[..., index], index=channel)
@@ -151,17 +148,16 @@ def _checked_channels(files: ImageFiles) -> Iterator[np.ndarray]:
             yield channel
 
 
-def _read_channels(files: ImageFiles, pool: ThreadPoolExecutor, read_ahead: ReadAhead | None = None) -> np.ndarray:
+def _read_channels(files: ImageFiles, pool: ThreadPoolExecutor) -> np.ndarray:
     """The image, float32 (X, Y[, Z], C) (nnU-Net ``_0000`` channel order).
 
     The channel files are read in the pool's threads (decompression and the checks release the
     GIL), each written into the image as it is read: beside the image, at most one file's
-    voxels per thread, plus what a read-ahead still holds (``worker.readahead``, at most its
-    budget). The first bad file in order is reported."""
+    voxels per thread. The first bad file in order is reported."""
     image = np.empty(files.spatial_shape + (files.num_channels,), dtype=np.float32)
 
     def read_into(file_index: int) -> None:
-        for channel, data in _checked_file(files, file_index, read_ahead):
+        for channel, data in _checked_file(files, file_index):
             image[..., channel] = data
 
     for done in [pool.submit(read_into, i) for i in range(len(files.paths))]:
@@ -171,7 +167,7 @@ def _read_channels(files: ImageFiles, pool: ThreadPoolExecutor, read_ahead: Read
 
 def read_label(
     path: str | Path, *, num_classes: int | None, ref_path: str | Path, ref_shape: Sequence[int], ref_affine: np.ndarray,
-    max_voxels: int | None = None, read_ahead: ReadAhead | None = None,
+    max_voxels: int | None = None,
 ) -> np.ndarray:
     """An integer label map on the image's grid, values in [0, num_classes) (None: K from the label)."""
     path = Path(path)
@@ -179,19 +175,17 @@ def read_label(
     if len(img.shape) == 4:
         raise InputError(file=path, field="dimensions", expected="a 2D or 3D label map", got=str(img.shape))
     validation.check_same_grid(path, _spatial(img.shape), img.affine, ref_path=ref_path, ref_shape=ref_shape, ref_affine=ref_affine)
-    data = _read_data(img, path, read_ahead=read_ahead).reshape(tuple(ref_shape))
+    data = _read_data(img, path).reshape(tuple(ref_shape))
     return validation.check_label_values(path, data, num_classes=num_classes)
 
 
 def read_study(
-    image_paths: Sequence[str | Path], label_path: str | Path, *, num_classes: int | None, max_voxels: int | None = None,
-    read_ahead: ReadAhead | None = None,
+    image_paths: Sequence[str | Path], label_path: str | Path, *, num_classes: int | None, max_voxels: int | None = None
 ) -> Study:
     """Read and validate one study; raises InputError naming the file on any bad input (the
     image's problems first, then the label's).
 
-    The files are read in threads (``cpu_threads``): the channel files and the label at once,
-    from the read-ahead's bytes where it holds them (``worker.readahead``).
+    The files are read in threads (``cpu_threads``): the channel files and the label at once.
     num_classes None takes K from the label (its maximum + 1): for a study outside a dataset.
     """
     if num_classes is not None:
@@ -200,9 +194,9 @@ def read_study(
     with ThreadPoolExecutor(max_workers=cpu_threads()) as pool:
         label_read = pool.submit(
             read_label, label_path, num_classes=num_classes, ref_path=files.paths[0], ref_shape=files.spatial_shape,
-            ref_affine=files.affine, max_voxels=max_voxels, read_ahead=read_ahead,
+            ref_affine=files.affine, max_voxels=max_voxels,
         )  # fmt: skip
-        image = _read_channels(files, pool, read_ahead)
+        image = _read_channels(files, pool)
         label = label_read.result()
     k = int(label.max()) + 1 if num_classes is None else num_classes
     return Study(image=image, label=label, num_classes=k, affine=files.affine, spacing_mm=files.spacing_mm)

@@ -19,7 +19,6 @@ from worker import nifti_io
 from worker.backend import ResolvedBackend, array_module, resolve_backend, to_host
 from worker.config import SofteningConfig
 from worker.normalize import normalize_channels
-from worker.readahead import ReadAhead
 from worker.softeners import soften_label
 from worker.superpixels import compute_superpixels
 
@@ -128,21 +127,16 @@ def soften_files(
     backend: str = "auto",
     max_voxels: int | None = None,
     progress: ProgressFn | None = None,
-    read_ahead: ReadAhead | None = None,
 ) -> SoftenResult:
     """Read and validate a study, soften it and write the soft labels (and superpixels).
 
     Every input is checked before anything is written; outputs appear atomically.
     num_classes None takes K from the label (its maximum + 1), for a study outside a dataset.
-    read_ahead: the inputs' bytes decompressed ahead (``worker.readahead``), where a caller
-    started that before importing the engine.
     """
     resolved = resolve_backend(backend)
     stages = _Stages(progress, resolved)
     with stages.stage("read"):
-        study = nifti_io.read_study(
-            image_paths, label_path, num_classes=num_classes, max_voxels=max_voxels, read_ahead=read_ahead
-        )
+        study = nifti_io.read_study(image_paths, label_path, num_classes=num_classes, max_voxels=max_voxels)
         given_sp = None
         if superpixels_in is not None and config.method == "superpixel":
             given_sp = nifti_io.read_superpixels(
