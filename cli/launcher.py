@@ -7,12 +7,20 @@ import os
 import sys
 
 
+# The commands of ``worker.cli.app`` (tests/worker/test_cli.py checks the two agree), named
+# here so that the choice is made before NumPy is imported.
+ENGINE_COMMANDS = frozenset({"soften", "soften-dataset", "preview", "demo-study"})
+
+
 def main() -> None:
     """Run ``softlabel``; an engine command gets an app holding only the engine's commands."""
-    from worker import cli as worker_cli
+    if len(sys.argv) > 1 and sys.argv[1] in ENGINE_COMMANDS:
+        # The engine makes no BLAS calls (its kernels thread with OpenMP), but OpenBLAS starts a
+        # helper thread per core when NumPy is imported, and each spins for about 0.1 s: CPU
+        # the run's own threads need on a small machine (docs/performance.md).
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        from worker import cli as worker_cli
 
-    engine_commands = {info.name or info.callback.__name__.replace("_", "-") for info in worker_cli.app.registered_commands}
-    if len(sys.argv) > 1 and sys.argv[1] in engine_commands:
         _exit_now(_exit_code(worker_cli.app, prog_name="softlabel"))
     from cli.main import app
 

@@ -132,6 +132,15 @@ def test_preview_of_stored_uint8_soft_labels_shows_what_the_float_ones_show(tmp_
     assert (tmp_path / "float32.png").read_bytes() == (tmp_path / "uint8.png").read_bytes()
 
 
+def test_launcher_knows_the_engine_commands() -> None:
+    """cli.launcher picks engine commands by name before importing NumPy: the same names."""
+    from cli.launcher import ENGINE_COMMANDS
+    from worker import cli as worker_cli
+
+    names = {info.name or info.callback.__name__.replace("_", "-") for info in worker_cli.app.registered_commands}
+    assert ENGINE_COMMANDS == names
+
+
 def test_console_script_exit_status_and_output(tmp_path: Path, small_study: dict) -> None:
     """The installed ``softlabel`` entry (cli.launcher) ends engine commands with os._exit:
     outputs are complete and flushed, and the exit status is the command's."""
