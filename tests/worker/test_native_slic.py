@@ -8,6 +8,8 @@ scikit-image on a small phantom. The helpers above the tests are shared with
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -85,7 +87,7 @@ def scrambled(centres, grid, seed):
 @pytest.mark.parametrize("scramble", [False, True])
 @pytest.mark.parametrize("use_mask", [False, True])
 @pytest.mark.parametrize("shape, channels, spacing", [((17, 23, 11), 3, (1.0, 0.8, 2.5)), ((33, 26), 2, (1.0, 1.0)),
-                                                      ((17, 23, 11), 1, (1.0, 1.0, 1.0))])
+                                                      ((17, 23, 11), 1, (1.0, 1.0, 1.0)), ((9, 12, 10), 6, (1.0, 1.0, 1.0))])
 def test_steps_equal_given_the_same_centres(shape, channels, spacing, use_mask, scramble):
     image, mask, grid, weight, centres, labels = midway_state(shape, channels, spacing, 30, use_mask)
     if scramble:
@@ -99,6 +101,22 @@ def test_steps_equal_given_the_same_centres(shape, channels, spacing, use_mask, 
                                   reference.centre_sums(image, ref_labels, len(centres)))
     np.testing.assert_array_equal(cpu.update_centres(image, ref_labels, centres),
                                   reference.update_centres(image, ref_labels, centres))
+
+
+@pytest.mark.parametrize("channels", [1, 4, 5])
+def test_centre_sums_round_as_the_twin(channels):
+    """Values over 30 orders of magnitude make float64 sums round; runs of equal labels (summed in
+    registers by the compiled kernel) and lone voxels both give the twin's sums bit for bit."""
+    rng = np.random.default_rng(channels)
+    shape = (6, 9, 40)
+    image = (10.0 ** rng.uniform(-30, 0, size=shape + (channels,))).astype(np.float32)
+    runs = rng.integers(0, 7, size=shape[:2] + (8,)).repeat(5, axis=2)
+    labels = np.where(rng.random(shape) < 0.2, rng.integers(-1, 7, size=shape), runs).astype(np.int32)
+    sums = cpu.centre_sums(image, labels, 7)
+    np.testing.assert_array_equal(sums, reference.centre_sums(image, labels, 7))
+    flat, colours = labels.reshape(-1), image.reshape(-1, channels).astype(np.float64)
+    exact = [[math.fsum(colours[flat == k, c]) for c in range(channels)] for k in range(7)]
+    assert not np.array_equal(sums[:, 4:], exact)  # the sums do round: their order matters
 
 
 def test_assign_is_the_plain_nearest_candidate():
