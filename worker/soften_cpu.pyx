@@ -22,6 +22,8 @@ the 0/inf feature map, is the offset to the nearest feature, found by two sweeps
 ``distance_transform_edt`` numbers: squared terms ``(spacing_a * offset_a) ** 2`` are summed in
 axis order and square-rooted, as SciPy does (the two can pick different features only between
 exactly equidistant ones, so in mm they may differ in the last bit), and it is about 3x faster.
+With unit steps (voxel distances, or 1 mm voxels) the envelopes run in exact integers, without
+a division per parabola: the same numbers, about 12% less time per class.
 
 This is Cython, built into a C extension when the package is installed (``setup.py``), so no
 run pays a compile. All kernels release the GIL; only :func:`quantize_uint8` starts threads
@@ -112,11 +114,55 @@ cdef void _envelope_1d(const double* f, Py_ssize_t n, double step, double* out, 
         out[p * out_stride] = d * d + f[v[j]]
 
 
-cdef int _envelope_along_axis(double* sq, Py_ssize_t[3] shape, int axis, double step) noexcept nogil:
+cdef void _envelope_1d_unit(const int64_t* f, Py_ssize_t n, double* out, Py_ssize_t out_stride,
+                            Py_ssize_t* v, int64_t* z_num, int64_t* z_den, int64_t* g) noexcept nogil:
+    """:func:`_envelope_1d` for a unit step and integer f (-1 for inf), in exact integers.
+
+    With unit steps every squared distance is an integer, so each intersection of two
+    parabolas is a fraction ``z_num / z_den`` (z_den > 0) and is compared by cross-multiplying,
+    without a division. Decisions and numbers equal :func:`_envelope_1d`'s: its doubles round
+    each intersection correctly, and two different fractions of such small denominators never
+    round to one double, nor across an integer p. Scratch: v (n), z_num and z_den (n + 1), g (n).
+    """
+    cdef Py_ssize_t q, r, p, j
+    cdef Py_ssize_t k = -1
+    cdef int64_t gq, num = 0, den = 1, d
+    for q in range(n):
+        if f[q] < 0:
+            continue
+        gq = f[q] + <int64_t>q * q
+        g[q] = gq
+        while k >= 0:
+            r = v[k]
+            num = gq - g[r]
+            den = 2 * <int64_t>(q - r)
+            if k > 0 and num * z_den[k] <= z_num[k] * den:  # s <= z[k]; z[0] is -inf
+                k -= 1
+            else:
+                break
+        k += 1
+        v[k] = q
+        z_num[k] = num
+        z_den[k] = den
+    if k < 0:
+        for p in range(n):
+            out[p * out_stride] = INFINITY
+        return
+    j = 0
+    for p in range(n):
+        while j < k and z_num[j + 1] < p * z_den[j + 1]:
+            j += 1
+        d = p - v[j]
+        out[p * out_stride] = <double>(d * d + f[v[j]])
+
+
+cdef int _envelope_along_axis(double* sq, Py_ssize_t[3] shape, int axis, double step, bint unit) noexcept nogil:
     """The 1D squared-distance envelope along ``axis`` (1 or 2; axis 0 is the first pass,
     :func:`_first_axis_from_features`) of a C-ordered 3D array, in place.
 
-    Returns -1 when scratch memory cannot be had, else 0.
+    unit: every axis step is 1 (distances in voxels, or 1 mm voxels in mm), so ``sq`` holds
+    integers and the exact integer envelope :func:`_envelope_1d_unit` gives the same numbers
+    as the floating-point one, faster. Returns -1 when scratch memory cannot be had, else 0.
     """
     cdef Py_ssize_t strides[3]
     strides[2] = 1
@@ -127,28 +173,39 @@ cdef int _envelope_along_axis(double* sq, Py_ssize_t[3] shape, int axis, double 
     cdef Py_ssize_t n = shape[axis]
     cdef Py_ssize_t stride = strides[axis]
     cdef double* f = <double*>malloc(n * sizeof(double))
+    cdef int64_t* f_int = <int64_t*>malloc(n * sizeof(int64_t))
     cdef Py_ssize_t* v = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t))
     cdef double* z = <double*>malloc((n + 1) * sizeof(double))
     cdef double* g = <double*>malloc(n * sizeof(double))
+    cdef int64_t* z_num = <int64_t*>malloc((n + 1) * sizeof(int64_t))
+    cdef int64_t* z_den = <int64_t*>malloc((n + 1) * sizeof(int64_t))
+    cdef int64_t* g_int = <int64_t*>malloc(n * sizeof(int64_t))
     cdef Py_ssize_t i, j, p
     cdef double* line
-    if f == NULL or v == NULL or z == NULL or g == NULL:
-        free(f)
-        free(v)
-        free(z)
-        free(g)
-        return -1
-    for i in range(shape[a]):
-        for j in range(shape[b]):
-            line = sq + i * strides[a] + j * strides[b]
-            for p in range(n):
-                f[p] = line[p * stride]
-            _envelope_1d(f, n, step, line, stride, v, z, g)
+    cdef int status = 0
+    if f == NULL or f_int == NULL or v == NULL or z == NULL or g == NULL or z_num == NULL or z_den == NULL or g_int == NULL:
+        status = -1
+    else:
+        for i in range(shape[a]):
+            for j in range(shape[b]):
+                line = sq + i * strides[a] + j * strides[b]
+                if unit:
+                    for p in range(n):
+                        f_int[p] = -1 if line[p * stride] == INFINITY else <int64_t>line[p * stride]
+                    _envelope_1d_unit(f_int, n, line, stride, v, z_num, z_den, g_int)
+                else:
+                    for p in range(n):
+                        f[p] = line[p * stride]
+                    _envelope_1d(f, n, step, line, stride, v, z, g)
     free(f)
+    free(f_int)
     free(v)
     free(z)
     free(g)
-    return 0
+    free(z_num)
+    free(z_den)
+    free(g_int)
+    return status
 
 
 cdef void _first_axis_from_features(double* sq, Py_ssize_t[3] shape, double step) noexcept nogil:
@@ -266,6 +323,7 @@ def soften_class_in_box(soft_t[::1, :, :] soft_c, const label_t[:, :, ::1] label
     shape[2] = box_stop[2] - z0
     cdef Py_ssize_t i, j, k, at = 0
     cdef int axis, status = 0
+    cdef bint unit
     cdef double d, signed
     cdef float q
     cdef const label_t* flat_label = &label[0, 0, 0]
@@ -283,8 +341,9 @@ def soften_class_in_box(soft_t[::1, :, :] soft_c, const label_t[:, :, ::1] label
                         sq[at] = INFINITY
                     at += 1
         _first_axis_from_features(sq, shape, axis_steps[0])
+        unit = axis_steps[0] == 1.0 and axis_steps[1] == 1.0 and axis_steps[2] == 1.0
         for axis in range(1, 3):  # SciPy's order: each axis's squared terms are added in turn
-            status = status or _envelope_along_axis(sq, shape, axis, axis_steps[axis])
+            status = status or _envelope_along_axis(sq, shape, axis, axis_steps[axis], unit)
         if status == 0:
             at = 0
             for i in range(shape[0]):

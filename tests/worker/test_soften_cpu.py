@@ -62,6 +62,25 @@ def test_compiled_softening_equals_the_array_path(shape, classes, block, spacing
     assert_same_soft_labels(compiled, arrays, spacing)
 
 
+@pytest.mark.parametrize("spacing", [None, (1.0, 1.0, 1.0)])
+def test_unit_steps_give_scipys_distances_far_from_sparse_boundaries(spacing) -> None:
+    """Unit steps take the exact integer envelope: large boxes, few boundary voxels and
+    distances of tens of voxels (many parabolas popped) still give SciPy's numbers."""
+    shape = (45, 60, 38)
+    grid = np.indices(shape)
+    label = np.zeros(shape, dtype=np.uint8)
+    label[((grid - np.array([30, 12, 20])[:, None, None, None]) ** 2).sum(axis=0) < 16] = 1  # a small ball
+    label[:, 50:52, :] = 2  # a thin slab
+    label[3, 5, 7] = 1  # a single voxel
+    superpixels = blocky_superpixels(shape, 23, masked=False)
+    compiled, arrays = one_hot(label, num_classes=3), one_hot_by_arrays(label, num_classes=3)
+    soften_restricted_cpu(compiled, label, superpixels, num_classes=3, spacing=spacing, threads=None)
+    soften_by_arrays(arrays, label, superpixels, num_classes=3, spacing=spacing, restrict=True, threads=None)
+    far = (compiled[..., 1] > 0) & (compiled[..., 1] < 0.03)  # over 15 voxels from the ball or the dot
+    assert far.any(), "no voxel lies far from a boundary: the case tests nothing"
+    np.testing.assert_array_equal(compiled, arrays)
+
+
 @pytest.mark.parametrize(("shape", "classes", "block", "spacing", "dtype", "masked"), CASES)
 def test_stored_uint8_soft_labels_equal_quantised_float32_ones(shape, classes, block, spacing, dtype, masked) -> None:
     label = random_label(shape, classes, seed=len(shape) + classes).astype(dtype)
