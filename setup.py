@@ -15,7 +15,7 @@ KERNELS = {
     "worker.native_slic.cpu": "worker/native_slic/cpu.pyx",
     "worker.native_slic.connectivity": "worker/native_slic/connectivity.pyx",
 }
-DEPENDS = {"worker.native_slic.cpu": ["worker/native_slic/assign_cell.h"]}  # C included by the .pyx
+DEPENDS = {"worker.native_slic.cpu": ["worker/native_slic/assign_window.h"]}  # C included by the .pyx
 
 setup(
     ext_modules=cythonize(

@@ -120,24 +120,29 @@ def test_centre_sums_round_as_the_twin(channels):
 
 
 def test_assign_is_the_plain_nearest_candidate():
-    """Oracle written out per voxel: min over the 27 neighbouring cells' centres."""
+    """Oracle written out per voxel: min over the centres whose seed s lies within a grid step of
+    it along each axis, ``-step <= i - s < step`` (or past the last seed): at most 8."""
     image, mask, grid, weight, centres, labels = midway_state((9, 12, 7), 2, (1.0, 0.8, 2.5), 20, False)
     got = labels.copy()
     reference.assign(image, mask, centres, grid, weight, got)
     g = grid.cell_centre.shape
+    seeds = [range(a, a + s * n, s) for a, s, n in zip(grid.start, grid.step, g)]
+    n_candidates = set()
     for idx in np.ndindex(grid.shape):
-        cell = [min(i // s, n - 1) for i, s, n in zip(idx, grid.step, g)]
-        best, best_k = np.inf, -1
-        for off in np.ndindex(3, 3, 3):
-            q = [c + o - 1 for c, o in zip(cell, off)]
-            if any(not 0 <= qa < n for qa, n in zip(q, g)):
+        best, best_k, n_cand = np.inf, -1, 0
+        for q in np.ndindex(g):
+            offsets = [i - seeds[a][qa] for a, (i, qa) in enumerate(zip(idx, q))]
+            if not all(-t <= o < t or (qa == n - 1 and o >= 0) for o, t, qa, n in zip(offsets, grid.step, q, g)):
                 continue
+            n_cand += 1
             k = grid.cell_centre[tuple(q)]
             d_space = sum(((i - centres[k, a]) * grid.spacing_mm[a]) ** 2 for a, i in enumerate(idx))
             d = float(np.sum((image[idx] - centres[k, 3:]) ** 2)) + float(weight) * d_space
             if d < best - 1e-6:
                 best, best_k = d, k
+        n_candidates.add(n_cand)
         assert got[idx] == best_k, idx
+    assert max(n_candidates) == 8 and min(n_candidates) < 8  # inner voxels and edges
 
 
 def test_two_flat_halves():
@@ -205,7 +210,8 @@ def float32_oracle(image, centres, grid, weight):
     return out
 
 
-TWO_CELLS = SlicGrid(shape=(1, 1, 2), spacing_mm=(1.0, 1.0, 1.0), step=(1, 1, 1), start=(0, 0, 0),
+# Seeds at voxels 0 and 2 (the second past the image): both voxels have both centres as candidates.
+TWO_CELLS = SlicGrid(shape=(1, 1, 2), spacing_mm=(1.0, 1.0, 1.0), step=(1, 1, 2), start=(0, 0, 0),
                      cell_centre=np.array([[[0, 1]]], dtype=np.int32), step_mm=1.0)
 
 

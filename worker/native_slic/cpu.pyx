@@ -2,11 +2,11 @@
 """Compiled CPU SLIC steps (Cython and OpenMP), bit-identical to the twin.
 
 Same layouts, arithmetic and tie rule as :mod:`.reference`. The assignment is
-cell-major: a thread takes a row of grid cells (neighbouring cells share image
-rows, so their reads stream), and in each cell, whose voxels share the same 27
-candidate centres, keeps a running best per voxel while it visits the
-candidates in increasing index order, three per pass (``assign_cell.h``, in C:
-branch-free selects, so the loops over a cell's planes vectorise). Centre sums are accumulated per fixed
+window-major (windows: :mod:`.grid`): a thread takes a row of windows (neighbouring
+windows share image rows, so their reads stream), and in each window, whose voxels share
+the same 8 candidate centres, keeps a running best per voxel while it visits the
+candidates in increasing index order, all in one pass (``assign_window.h``, in C:
+branch-free selects, so the loops over a window's planes vectorise). Centre sums are accumulated per fixed
 row block (:func:`.grid.reduction_blocks`) and the blocks are added in order,
 so the float64 sums do not depend on the thread count.
 
@@ -26,29 +26,29 @@ from .grid import SlicGrid, reduction_blocks
 __all__ = ["assign", "update_centres", "enforce_connectivity"]
 
 
-cdef extern from "assign_cell.h" nogil:
-    int64_t slic_assign_cell(const float* image, int64_t n0, int64_t n1, int64_t n2, int64_t nc,
-                             const uint8_t* mask, const float* centres, const int32_t* cell_centre,
-                             int64_t g0, int64_t g1, int64_t g2, int64_t cell, const int64_t* step,
-                             const float* spacing, float weight, int32_t* labels)
+cdef extern from "assign_window.h" nogil:
+    int64_t slic_assign_window(const float* image, int64_t n0, int64_t n1, int64_t n2, int64_t nc,
+                               const uint8_t* mask, const float* centres, const int32_t* cell_centre,
+                               int64_t g0, int64_t g1, int64_t g2, int64_t window, const int64_t* step,
+                               const int64_t* start, const float* spacing, float weight, int32_t* labels)
 
 
 def _assign_kernel(const float[:, :, :, ::1] image, const uint8_t[:, :, ::1] mask, bint has_mask,
                    const float[:, ::1] centres, const int32_t[:, :, ::1] cell_centre, const int64_t[::1] step,
-                   const float[::1] spacing, float weight, int32_t[:, :, ::1] labels) -> int:
-    """Nearest-centre labels, a row of grid cells per OpenMP task; returns the number of changed voxels."""
+                   const int64_t[::1] start, const float[::1] spacing, float weight, int32_t[:, :, ::1] labels) -> int:
+    """Nearest-centre labels, a row of windows per OpenMP task; returns the number of changed voxels."""
     cdef Py_ssize_t n0 = image.shape[0], n1 = image.shape[1], n2 = image.shape[2], nc = image.shape[3]
     cdef Py_ssize_t g0 = cell_centre.shape[0], g1 = cell_centre.shape[1], g2 = cell_centre.shape[2]
-    cdef Py_ssize_t n_cells = g0 * g1 * g2, cell
-    cdef int64_t[::1] changed = np.zeros(n_cells, dtype=np.int64)
+    cdef Py_ssize_t n_windows = (g0 + 1) * (g1 + 1) * (g2 + 1), window
+    cdef int64_t[::1] changed = np.zeros(n_windows, dtype=np.int64)
     cdef const uint8_t* mask_ptr = &mask[0, 0, 0] if has_mask else NULL
-    for cell in prange(n_cells, nogil=True, schedule="dynamic", chunksize=g2):
-        changed[cell] = slic_assign_cell(&image[0, 0, 0, 0], n0, n1, n2, nc, mask_ptr, &centres[0, 0],
-                                     &cell_centre[0, 0, 0], g0, g1, g2, cell, &step[0], &spacing[0], weight,
-                                     &labels[0, 0, 0])
+    for window in prange(n_windows, nogil=True, schedule="dynamic", chunksize=g2 + 1):
+        changed[window] = slic_assign_window(&image[0, 0, 0, 0], n0, n1, n2, nc, mask_ptr, &centres[0, 0],
+                                             &cell_centre[0, 0, 0], g0, g1, g2, window, &step[0], &start[0],
+                                             &spacing[0], weight, &labels[0, 0, 0])
     total = np.asarray(changed)
     if (total < 0).any():
-        raise MemoryError("native SLIC: no memory for a grid cell's scratch arrays")
+        raise MemoryError("native SLIC: no memory for a window's scratch arrays")
     return int(total.sum())
 
 
@@ -159,7 +159,8 @@ def assign(image: np.ndarray, mask: np.ndarray | None, centres: np.ndarray,
     n_changed = _assign_kernel(
         image, no_mask if mask is None else mask.view(np.uint8), mask is not None,
         np.ascontiguousarray(centres, dtype=np.float32), grid.cell_centre,
-        np.asarray(grid.step, dtype=np.int64), np.asarray(grid.spacing_mm, dtype=np.float32),
+        np.asarray(grid.step, dtype=np.int64), np.asarray(grid.start, dtype=np.int64),
+        np.asarray(grid.spacing_mm, dtype=np.float32),
         np.float32(weight), labels)
     return bool(n_changed)
 

@@ -35,6 +35,13 @@ CUDA_SOURCE = r"""
 #define SOFTLABEL_N_FEAT (3 + SOFTLABEL_N_CHANNELS)
 #define SOFTLABEL_N_SUMS (4 + SOFTLABEL_N_CHANNELS)
 
+__device__ inline int softlabel_lower_cell(long long i, int start, int step, int g)
+{
+    if (i < start) return -1;
+    const long long c = (i - start) / step;
+    return c < g - 1 ? (int)c : g - 1;
+}
+
 // Nearest candidate centre for each voxel; sets *changed when a label moves.
 extern "C" __global__ void softlabel_slic_assign(
     const float* __restrict__ image,          // (n0, n1, n2, C)
@@ -45,6 +52,7 @@ extern "C" __global__ void softlabel_slic_assign(
     int* __restrict__ changed,                // (1,)
     const long long n0, const long long n1, const long long n2,
     const int step0, const int step1, const int step2,
+    const int start0, const int start1, const int start2,
     const int g0, const int g1, const int g2,
     const float sp0, const float sp1, const float sp2,
     const float weight, const int has_mask)
@@ -56,18 +64,20 @@ extern "C" __global__ void softlabel_slic_assign(
         const long long i2 = v % n2;
         const long long i1 = (v / n2) % n1;
         const long long i0 = v / (n1 * n2);
-        const int c0 = (i0 / step0 < g0 - 1) ? (int)(i0 / step0) : g0 - 1;
-        const int c1 = (i1 / step1 < g1 - 1) ? (int)(i1 / step1) : g1 - 1;
-        const int c2 = (i2 / step2 < g2 - 1) ? (int)(i2 / step2) : g2 - 1;
+        // Candidate cells c and c + 1 per axis: c is the cell of the last seed at or before
+        // the voxel, -1 before the first one (grid.lower_cell; start < step).
+        const int c0 = softlabel_lower_cell(i0, start0, step0, g0);
+        const int c1 = softlabel_lower_cell(i1, start1, step1, g1);
+        const int c2 = softlabel_lower_cell(i2, start2, step2, g2);
         const float x0 = (float)i0, x1 = (float)i1, x2 = (float)i2;
         const float* pixel = image + v * SOFTLABEL_N_CHANNELS;
         float best = __int_as_float(0x7f800000);  // +inf
         int best_k = -1;
-        for (int q0 = c0 - 1; q0 <= c0 + 1; ++q0) {
+        for (int q0 = c0; q0 <= c0 + 1; ++q0) {
             if (q0 < 0 || q0 >= g0) continue;
-            for (int q1 = c1 - 1; q1 <= c1 + 1; ++q1) {
+            for (int q1 = c1; q1 <= c1 + 1; ++q1) {
                 if (q1 < 0 || q1 >= g1) continue;
-                for (int q2 = c2 - 1; q2 <= c2 + 1; ++q2) {
+                for (int q2 = c2; q2 <= c2 + 1; ++q2) {
                     if (q2 < 0 || q2 >= g2) continue;
                     const int k = cell_centre[((long long)q0 * g1 + q1) * g2 + q2];
                     if (k < 0) continue;
@@ -247,7 +257,8 @@ def assign_args(image, mask_or_dummy, has_mask: bool, centres, grid: SlicGrid,
     g0, g1, g2 = grid.cell_centre.shape
     return (image, mask_or_dummy, centres, cell_centre, labels, changed,
             np.int64(n0), np.int64(n1), np.int64(n2),
-            *(np.int32(s) for s in grid.step), np.int32(g0), np.int32(g1), np.int32(g2),
+            *(np.int32(s) for s in grid.step), *(np.int32(s) for s in grid.start),
+            np.int32(g0), np.int32(g1), np.int32(g2),
             *(np.float32(s) for s in grid.spacing_mm), np.float32(weight), np.int32(has_mask))
 
 

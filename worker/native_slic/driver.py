@@ -24,7 +24,7 @@ def native_slic(image, *, n_segments: int, compactness: float,
                 mask=None, enforce_connectivity: bool = True,
                 min_size_factor: float = 0.5, max_size_factor: float = 3.0,
                 backend: str = "cpu", implementation: str = "compiled"):
-    """SLIC superpixels with a grid-local (gSLIC) assignment.
+    """SLIC superpixels: each centre competes for the voxels within one grid step of its seed.
 
     Parameters
     ----------

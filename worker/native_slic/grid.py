@@ -12,6 +12,13 @@ Along axis ``a`` the seeds sit at ``start[a] + j * step[a]`` (voxels) and cell
 ``j`` covers the voxels ``[j * step[a], (j + 1) * step[a])``; voxels past the
 last seed's cell belong to the last cell (``cell = min(i // step, n_cells - 1)``).
 Each centre stays attached to the cell it was seeded in, for the whole run.
+
+The assignment's candidates are SLIC's own: a centre competes for the voxels within one
+grid step of its seed along each axis (the ``2S x 2S x 2S`` window of Achanta et al.), so a
+voxel has at most 2 x 2 x 2 = 8 candidates. Along axis ``a`` they are the centres of cells
+``w`` and ``w + 1``, where ``w = min(floor((i - start) / step), n_cells - 1)`` is the cell
+of the last seed at or before voxel ``i`` (``-1`` before the first seed); the voxels sharing
+one ``w`` per axis form a *window*, whose 8 candidates are the same (:func:`window_bounds`).
 """
 
 from __future__ import annotations
@@ -166,6 +173,21 @@ def array_module_of(array):
         import cupy
         return cupy
     return np
+
+
+def lower_cell(index, start: int, step: int, n_cells: int):
+    """``w``: the cell of the last seed at or before voxel ``index`` along one axis, ``-1``
+    before the first seed; the voxel's candidate cells are ``w`` and ``w + 1`` (NumPy arrays
+    or ints)."""
+    return np.minimum((index - start) // step, n_cells - 1)
+
+
+def window_bounds(w: int, start: int, step: int, n_cells: int, size: int) -> tuple[int, int]:
+    """Voxel range ``[lo, hi)`` along one axis whose :func:`lower_cell` is ``w`` (-1 .. n_cells - 1);
+    empty (``lo == hi``) for ``w = -1`` when the first seed is voxel 0."""
+    lo = max(start + w * step, 0)
+    hi = size if w == n_cells - 1 else start + (w + 1) * step
+    return lo, max(hi, lo)
 
 
 def reduction_blocks(n_rows: int) -> np.ndarray:

@@ -19,9 +19,10 @@ multiply-add)::
     colour = ((0 + t_0 * t_0) + t_1 * t_1) + ...          t_c = image_c - centre_c
     D      = colour + weight * space                      weight = (compactness / S)^2
 
-Candidates are the centres of the 3x3x3 cells around the voxel's cell, visited
-in C order of cells, which is increasing centre index; the first strictly
-smaller ``D`` wins, so exact ties go to the lowest centre index.
+Candidates are the centres seeded within one grid step of the voxel along each
+axis: cells ``w`` and ``w + 1`` per axis, ``w`` from :func:`.grid.lower_cell`
+(at most 8), visited in C order of cells, which is increasing centre index; the
+first strictly smaller ``D`` wins, so exact ties go to the lowest centre index.
 """
 
 from __future__ import annotations
@@ -31,20 +32,20 @@ import itertools
 import numpy as np
 from scipy import ndimage
 
-from .grid import SlicGrid, reduction_blocks
+from .grid import SlicGrid, lower_cell, reduction_blocks
 from .merge import merge_small_components
 
-OFFSETS = tuple(itertools.product((-1, 0, 1), repeat=3))  # C order of cells
+OFFSETS = tuple(itertools.product((0, 1), repeat=3))  # C order of the candidate cells
 
 
-def _cell_of_voxel(grid: SlicGrid) -> list[np.ndarray]:
-    """Cell index of each voxel along each axis, broadcastable to the shape."""
+def _lower_cells(grid: SlicGrid) -> list[np.ndarray]:
+    """:func:`.grid.lower_cell` of each voxel along each axis, broadcastable to the shape."""
     n_cells = grid.cell_centre.shape
     cells = []
-    for axis, (size, step, g) in enumerate(zip(grid.shape, grid.step, n_cells)):
+    for axis, (size, start, step, g) in enumerate(zip(grid.shape, grid.start, grid.step, n_cells)):
         view = [1, 1, 1]
         view[axis] = size
-        cells.append(np.minimum(np.arange(size) // step, g - 1).reshape(view))
+        cells.append(lower_cell(np.arange(size), start, step, g).reshape(view))
     return cells
 
 
@@ -56,7 +57,7 @@ def assign(image: np.ndarray, mask: np.ndarray | None, centres: np.ndarray,
     returns whether any label changed.
     """
     n_cells = grid.cell_centre.shape
-    cells = _cell_of_voxel(grid)
+    cells = _lower_cells(grid)
     coords = [np.arange(s, dtype=np.float32).reshape(c.shape) for s, c in zip(grid.shape, cells)]
     spacing = [np.float32(s) for s in grid.spacing_mm]
     best = np.full(grid.shape, np.inf, dtype=np.float32)
