@@ -212,7 +212,7 @@ class ManifestPublic(BaseModel):
 
 
 class JobProgress(BaseModel):
-    stage: str | None = Field(None, description="started, read, normalise, superpixels, soften, write, preview, done")
+    stage: str | None = Field(None, description="started, read, normalise (GPU only), superpixels, soften, write, preview, done")
     fraction: float = Field(0.0, ge=0, le=1)
 
 

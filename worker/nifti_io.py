@@ -8,8 +8,8 @@ spatial axes; they are written back as (H, W, 1[, K]) so every output is a 3D/4D
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,8 @@ from worker.errors import InputError
 SOFT_UINT8_SLOPE = 1.0 / 255.0  # scl_slope of uint8 soft labels: q = stored / 255
 GZIP_LEVEL = 1  # fastest deflate level; higher levels cost 2-3x the time for ~2x smaller files
 NIFTI1_DATA_OFFSET = 352  # 348-byte header + 4-byte extension flag (no extensions)
+
+ChannelFn = Callable[[np.ndarray, int], None]  # on_channel(image, channel) of read_study
 
 _READ_ERRORS = (OSError, EOFError, zlib.error, GzipError, ValueError, nib.filebasedimages.ImageFileError)
 
@@ -148,19 +150,26 @@ def _checked_channels(files: ImageFiles) -> Iterator[np.ndarray]:
             yield channel
 
 
-def _read_channels(files: ImageFiles, pool: ThreadPoolExecutor) -> np.ndarray:
+def _read_channels(files: ImageFiles, pool: ThreadPoolExecutor, on_channel: ChannelFn | None = None) -> np.ndarray:
     """The image, float32 (X, Y[, Z], C) (nnU-Net ``_0000`` channel order).
 
     The channel files are read in the pool's threads (decompression and the checks release the
     GIL), each written into the image as it is read: beside the image, at most one file's
-    voxels per thread. The first bad file in order is reported."""
+    voxels per thread. Each channel in place is handed to ``on_channel(image, c)`` as a task of
+    the same pool, so that work overlaps the reading of the other files. The first bad file in
+    order is reported."""
     image = np.empty(files.spatial_shape + (files.num_channels,), dtype=np.float32)
+    channel_tasks: list[Future] = []
 
     def read_into(file_index: int) -> None:
         for channel, data in _checked_file(files, file_index):
             image[..., channel] = data
+            if on_channel is not None:
+                channel_tasks.append(pool.submit(on_channel, image, channel))
 
     for done in [pool.submit(read_into, i) for i in range(len(files.paths))]:
+        done.result()
+    for done in channel_tasks:
         done.result()
     return image
 
@@ -180,13 +189,17 @@ def read_label(
 
 
 def read_study(
-    image_paths: Sequence[str | Path], label_path: str | Path, *, num_classes: int | None, max_voxels: int | None = None
+    image_paths: Sequence[str | Path], label_path: str | Path, *, num_classes: int | None, max_voxels: int | None = None,
+    on_channel: ChannelFn | None = None,
 ) -> Study:
     """Read and validate one study; raises InputError naming the file on any bad input (the
     image's problems first, then the label's).
 
     The files are read in threads (``cpu_threads``): the channel files and the label at once.
     num_classes None takes K from the label (its maximum + 1): for a study outside a dataset.
+    on_channel: called as ``on_channel(image, c)`` in the reading threads once channel c of the
+    float32 (X, Y[, Z], C) image is read and checked (the pipeline normalises it there, while
+    the other files are still being read); every call has returned when read_study returns.
     """
     if num_classes is not None:
         validation.check_num_classes(num_classes)
@@ -196,7 +209,7 @@ def read_study(
             read_label, label_path, num_classes=num_classes, ref_path=files.paths[0], ref_shape=files.spatial_shape,
             ref_affine=files.affine, max_voxels=max_voxels,
         )  # fmt: skip
-        image = _read_channels(files, pool)
+        image = _read_channels(files, pool, on_channel)
         label = label_read.result()
     k = int(label.max()) + 1 if num_classes is None else num_classes
     return Study(image=image, label=label, num_classes=k, affine=files.affine, spacing_mm=files.spacing_mm)

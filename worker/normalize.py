@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -52,20 +53,14 @@ def normalize_by_arrays(image: Any, *, low_pct: float = LOW_PERCENTILE, high_pct
 
 
 def _normalize_cpu(image: np.ndarray, low_pct: float, high_pct: float) -> np.ndarray:
-    """The CPU path: per channel, the percentiles from exact order statistics, then one compiled
-    clip-and-rescale pass."""
-    flat = np.ascontiguousarray(image, dtype=np.float32).reshape(-1, image.shape[-1])
-    out = np.empty(flat.shape, dtype=np.float32)
-
-    n_channels, threads = flat.shape[1], cpu_threads()
+    """The CPU path: :func:`normalize_channel_into` per channel, the channels in threads."""
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    out = np.empty(image.shape, dtype=np.float32)
+    n_channels, threads = image.shape[-1], cpu_threads()
     workers = min(n_channels, threads)  # channels at once; each gets a share of the threads
 
     def one_channel(ch: int) -> None:
-        lo, hi = (float(v) for v in channel_percentiles(flat, ch, (low_pct, high_pct), threads=threads // workers))
-        if hi <= lo:
-            out[:, ch] = 0
-        else:  # float32 bounds and span, as NumPy casts the Python floats in the array code
-            clip_rescale_into(flat, ch, np.float32(lo), np.float32(hi), np.float32(hi - lo), out)
+        normalize_channel_into(image, ch, out, low_pct=low_pct, high_pct=high_pct, threads=threads // workers)
 
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -73,7 +68,51 @@ def _normalize_cpu(image: np.ndarray, low_pct: float, high_pct: float) -> np.nda
     else:
         for ch in range(n_channels):
             one_channel(ch)
-    return out.reshape(image.shape)
+    return out
+
+
+def normalize_channel_into(
+    image: np.ndarray, channel: int, out: np.ndarray, *, low_pct: float = LOW_PERCENTILE,
+    high_pct: float = HIGH_PERCENTILE, threads: int = 0,
+) -> None:  # fmt: skip
+    """Channel ``channel`` of :func:`normalize_channels` (CPU), written into ``out[..., channel]``.
+
+    image, out: float32 (X, Y[, Z], C), C order. The percentiles come from exact order
+    statistics (``threads`` OpenMP threads; 0: the runtime's count), then one compiled
+    clip-and-rescale pass. Releases the GIL while it computes.
+    """
+    flat, flat_out = image.reshape(-1, image.shape[-1]), out.reshape(-1, out.shape[-1])
+    lo, hi = (float(v) for v in channel_percentiles(flat, channel, (low_pct, high_pct), threads=threads))
+    if hi <= lo:
+        flat_out[:, channel] = 0
+    else:  # float32 bounds and span, as NumPy casts the Python floats in the array code
+        clip_rescale_into(flat, channel, np.float32(lo), np.float32(hi), np.float32(hi - lo), flat_out)
+
+
+class ChannelNormaliser:
+    """:func:`normalize_channels` one channel at a time, as the channels become available.
+
+    Called as ``normaliser(image, channel)`` (``worker.nifti_io.read_study``'s ``on_channel``),
+    from any thread, once per channel of the same float32 (X, Y[, Z], C) C-ordered image;
+    ``output`` then holds the normalised image: the same numbers as ``normalize_channels``.
+    """
+
+    def __init__(self, *, low_pct: float = LOW_PERCENTILE, high_pct: float = HIGH_PERCENTILE) -> None:
+        self._low_pct, self._high_pct = low_pct, high_pct
+        self._out: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, image: np.ndarray, channel: int) -> None:
+        with self._lock:  # the first channel to arrive allocates the output
+            if self._out is None:
+                self._out = np.empty(image.shape, dtype=np.float32)
+        normalize_channel_into(image, channel, self._out, low_pct=self._low_pct, high_pct=self._high_pct, threads=1)
+
+    @property
+    def output(self) -> np.ndarray:
+        if self._out is None:
+            raise ValueError("normaliser: expected at least one channel, got none")
+        return self._out
 
 
 def channel_percentiles(flat: np.ndarray, channel: int, percents: tuple[float, ...], *, threads: int = 0) -> np.ndarray:

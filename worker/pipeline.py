@@ -18,7 +18,7 @@ import numpy as np
 from worker import nifti_io
 from worker.backend import ResolvedBackend, array_module, resolve_backend, to_host
 from worker.config import SofteningConfig
-from worker.normalize import normalize_channels
+from worker.normalize import ChannelNormaliser, normalize_channels
 from worker.softeners import soften_label
 from worker.superpixels import compute_superpixels
 
@@ -74,6 +74,7 @@ def soften_arrays(
     num_classes: int,
     spacing_mm: Sequence[float],
     superpixels: np.ndarray | None = None,
+    normalised: np.ndarray | None = None,
     backend: str = "auto",
     progress: ProgressFn | None = None,
     as_stored: bool = False,
@@ -82,8 +83,9 @@ def soften_arrays(
 
     image: float32 (X, Y[, Z], C), needed only when the superpixel method computes superpixels.
     label: int (X, Y[, Z]). superpixels: reuse a given int32 map instead of computing one.
-    as_stored: soft labels in ``config.dtype``'s stored form where that is computed directly
-    (``softeners.soften_label``), as the file pipeline writes them.
+    normalised: the image already normalised (``normalize_channels``' numbers), which skips the
+    normalise stage. as_stored: soft labels in ``config.dtype``'s stored form where that is
+    computed directly (``softeners.soften_label``), as the file pipeline writes them.
     """
     resolved = resolve_backend(backend)
     xp = array_module(resolved)
@@ -93,10 +95,11 @@ def soften_arrays(
         if superpixels is not None:
             sp = xp.asarray(superpixels)
         else:
-            if image is None:
-                raise ValueError("image: expected an image to compute superpixels from, got None")
-            with stages.stage("normalise"):
-                normalised = normalize_channels(xp.asarray(image))
+            if normalised is None:
+                if image is None:
+                    raise ValueError("image: expected an image to compute superpixels from, got None")
+                with stages.stage("normalise"):
+                    normalised = normalize_channels(xp.asarray(image))
             with stages.stage("superpixels"):
                 sp = compute_superpixels(
                     normalised if config.slic == "native" else to_host(normalised),
@@ -132,11 +135,19 @@ def soften_files(
 
     Every input is checked before anything is written; outputs appear atomically.
     num_classes None takes K from the label (its maximum + 1), for a study outside a dataset.
+    On the CPU, superpixels computed here start from channels normalised as they are read, in
+    the reading threads: the "read" stage then includes the normalisation and there is no
+    "normalise" stage.
     """
     resolved = resolve_backend(backend)
     stages = _Stages(progress, resolved)
+    normaliser = None
+    if config.method == "superpixel" and superpixels_in is None and resolved == "cpu":
+        normaliser = ChannelNormaliser()
     with stages.stage("read"):
-        study = nifti_io.read_study(image_paths, label_path, num_classes=num_classes, max_voxels=max_voxels)
+        study = nifti_io.read_study(
+            image_paths, label_path, num_classes=num_classes, max_voxels=max_voxels, on_channel=normaliser
+        )
         given_sp = None
         if superpixels_in is not None and config.method == "superpixel":
             given_sp = nifti_io.read_superpixels(
@@ -149,6 +160,7 @@ def soften_files(
         num_classes=study.num_classes,
         spacing_mm=study.spacing_mm,
         superpixels=given_sp,
+        normalised=None if normaliser is None else normaliser.output,
         backend=resolved,
         progress=progress,
         as_stored=True,

@@ -72,7 +72,9 @@ def test_soft_label_of_an_uploaded_study_equals_the_engine_output(api, dataset, 
     assert record["params"] == SofteningConfig(**LABELSET_PARAMS).output_params()
     assert [i["sha256"] for i in record["inputs"]["images"]] == [i["sha256"] for i in uploaded["images"]]
     assert record["inputs"]["label"]["sha256"] == uploaded["label"]["sha256"]
-    assert {"read", "normalise", "superpixels", "soften", "write", "preview", "total"} <= set(record["timings_s"])
+    # On the CPU the channels are normalised as they are read: no "normalise" stage of its own.
+    assert {"read", "superpixels", "soften", "write", "preview", "total"} <= set(record["timings_s"])
+    assert "normalise" not in record["timings_s"]
 
     job_id = api.get(f"/v1/datasets/{dataset}/labelsets/sp/studies").json()["data"][0]["job_id"]
     job = api.get(f"/v1/jobs/{job_id}").json()

@@ -14,7 +14,7 @@ from tests.worker.conftest import SPACING
 from worker import nifti_io
 from worker.config import SofteningConfig
 from worker.errors import InputError
-from worker.pipeline import soften_files
+from worker.pipeline import soften_arrays, soften_files
 
 
 def save(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
@@ -34,6 +34,48 @@ def test_reads_one_4d_file(tmp_path: Path, small_study: dict) -> None:
     four_d = save(tmp_path / "all.nii.gz", small_study["array_image"])
     study = nifti_io.read_study([four_d], small_study["label"], num_classes=4)
     np.testing.assert_allclose(study.image, small_study["array_image"], rtol=1e-6)
+
+
+def test_each_channel_is_handed_over_once_in_place(tmp_path: Path, small_study: dict) -> None:
+    """on_channel(image, c) runs once per channel, with channel c already read; a four-channel
+    study as one 4D file and as channel files."""
+    four = np.concatenate([small_study["array_image"], small_study["array_image"][..., :1] * 2], axis=-1)
+    layouts = {"4D": [save(tmp_path / "all.nii.gz", four)],
+               "files": [save(tmp_path / f"c_{c:04d}.nii.gz", four[..., c]) for c in range(4)]}  # fmt: skip
+    for name, images in layouts.items():
+        seen: dict[int, np.ndarray] = {}
+
+        def keep(image: np.ndarray, channel: int) -> None:
+            assert channel not in seen, name
+            seen[channel] = image[..., channel].copy()
+
+        study = nifti_io.read_study(images, small_study["label"], num_classes=4, on_channel=keep)
+        assert sorted(seen) == [0, 1, 2, 3], name
+        for channel, values in seen.items():
+            np.testing.assert_array_equal(values, study.image[..., channel])
+
+
+def test_an_error_in_on_channel_reaches_the_caller(small_study: dict) -> None:
+    def fail(image: np.ndarray, channel: int) -> None:
+        raise RuntimeError(f"channel {channel}")
+
+    with pytest.raises(RuntimeError, match="channel"):
+        nifti_io.read_study(small_study["images"], small_study["label"], num_classes=4, on_channel=fail)
+
+
+def test_cpu_pipeline_normalising_while_reading_equals_the_array_pipeline(tmp_path: Path, small_study: dict) -> None:
+    """soften_files normalises the channels as they are read (no "normalise" stage on the CPU);
+    the soft labels and superpixels equal those of soften_arrays on the study as read."""
+    config = SofteningConfig(n_segments=40)
+    out = tmp_path / "soft.nii.gz"
+    result = soften_files(small_study["images"], small_study["label"], out, config=config, num_classes=4, backend="cpu")
+    assert "normalise" not in result.timings_s and "read" in result.timings_s
+    study = result.study
+    from_arrays = soften_arrays(study.image, study.label, config=config, num_classes=4, spacing_mm=study.spacing_mm,
+                                backend="cpu", as_stored=True)  # fmt: skip
+    assert "normalise" in from_arrays.timings_s
+    np.testing.assert_array_equal(result.superpixels, from_arrays.superpixels)
+    np.testing.assert_array_equal(nib.load(out).dataobj.get_unscaled(), from_arrays.soft)
 
 
 @pytest.mark.parametrize("as_hw1", [False, True])

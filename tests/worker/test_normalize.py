@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker.normalize import channel_percentiles, normalize_by_arrays, normalize_channels
+from worker.normalize import ChannelNormaliser, channel_percentiles, normalize_by_arrays, normalize_channels
 from worker.normalize_cpu import clip_rescale_into, order_statistics
 
 
@@ -108,3 +108,20 @@ def test_signed_zeros_come_out_as_numpy_gives_them() -> None:
     out = normalize_channels(image)
     np.testing.assert_array_equal(out.view(np.uint32), normalize_by_arrays(image).view(np.uint32))
     assert np.signbit(out[:5]).all() and not np.signbit(out[5:10]).any()
+
+
+def test_channel_by_channel_from_threads_equals_all_at_once() -> None:
+    """ChannelNormaliser, fed one channel at a time from several threads in any order, gives
+    normalize_channels' numbers; a constant channel becomes 0."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(5)
+    image = (rng.gamma(2.0, 50.0, size=(21, 17, 13, 4))).astype(np.float32)
+    image[..., 2] = 7.0
+    normaliser = ChannelNormaliser()
+    with pytest.raises(ValueError, match="at least one channel"):
+        normaliser.output
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(lambda c: normaliser(image, c), [3, 1, 0, 2]))
+    np.testing.assert_array_equal(normaliser.output, normalize_channels(image))
+    assert (normaliser.output[..., 2] == 0).all()
