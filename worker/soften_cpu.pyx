@@ -301,14 +301,17 @@ def _study_tables(const label_t[:, :, ::1] label, const int32_t[:, :, ::1] super
 
 
 def soften_class_in_box(soft_t[::1, :, :] soft_c, const label_t[:, :, ::1] label,
-                        const int32_t[:, :, ::1] superpixels, mixed_c, Py_ssize_t c, start, stop, steps) -> None:
+                        const int32_t[:, :, ::1] superpixels, mixed_c, Py_ssize_t c, start, stop, steps,
+                        double[::1] scratch) -> None:
     """Write q_c (SPEC eq. 1) into ``soft_c`` at the voxels of the box [start, stop) that lie in
     superpixels mixed for class c (``mixed_c[s + 1]``), as ``superpixel_soft._soften_class_in_crop``.
 
     The distance is to c's boundary voxels in the box: voxels of c with a face neighbour of
     another class inside the image. soft_c: (X, Y, Z) Fortran-ordered, one channel of the soft
     labels, float32 q or uint8 (the stored form, ``quantize_uint8``'s numbers); label (uint8, uint16 or int32) and superpixels (int32): C-ordered (X, Y, Z);
-    mixed_c: bool per superpixel row; steps: voxel size per axis (mm, or 1 for voxel units).
+    mixed_c: bool per superpixel row; steps: voxel size per axis (mm, or 1 for voxel units);
+    scratch: float64, at least the box's voxel count, for the squared distances (a caller that
+    softens several classes reuses one, rather than faulting in fresh pages per class).
     Releases the GIL while it computes.
     """
     cdef int64_t[::1] box_start = np.ascontiguousarray(start, dtype=np.int64)
@@ -327,9 +330,10 @@ def soften_class_in_box(soft_t[::1, :, :] soft_c, const label_t[:, :, ::1] label
     cdef double d, signed
     cdef float q
     cdef const label_t* flat_label = &label[0, 0, 0]
-    cdef double* sq = <double*>malloc(max(shape[0] * shape[1] * shape[2], 1) * sizeof(double))
-    if sq == NULL:
-        raise MemoryError(f"class {c}: no memory for the distance transform of its box {tuple(start)}-{tuple(stop)}")
+    if scratch.shape[0] < shape[0] * shape[1] * shape[2]:
+        raise ValueError(f"scratch: expected at least {shape[0] * shape[1] * shape[2]} values for the box "
+                         f"{tuple(start)}-{tuple(stop)}, got {scratch.shape[0]}")
+    cdef double* sq = &scratch[0]
     with nogil:
         for i in range(shape[0]):
             for j in range(shape[1]):
@@ -358,7 +362,6 @@ def soften_class_in_box(soft_t[::1, :, :] soft_c, const label_t[:, :, ::1] label
                             else:
                                 soft_c[x0 + i, y0 + j, z0 + k] = _stored_uint8(q)
                         at += 1
-    free(sq)
     if status != 0:
         raise MemoryError(f"class {c}: no memory for the distance transform of its box {tuple(start)}-{tuple(stop)}")
 

@@ -12,6 +12,7 @@ volume; the background costs the box around the body's surface, not the whole fi
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -183,14 +184,22 @@ def soften_restricted_cpu(
     counts, sp_start, sp_stop, bnd_start, bnd_stop = soften_cpu.study_tables(label3, superpixels3, num_classes, rows)
     mixed = (counts > 0) & (counts < counts.sum(axis=1, keepdims=True))
     steps = np.ones(3) if spacing is None else np.array([*map(float, spacing), 1.0][:3])
-    classes = [c for c in range(num_classes) if mixed[:, c].any()]
+    boxes = {}
+    for c in range(num_classes):
+        if mixed[:, c].any():
+            crop = _class_box(mixed[:, c], sp_start, sp_stop, bnd_start[c], bnd_stop[c])
+            boxes[c] = (np.array([s.start for s in crop], dtype=np.int64), np.array([s.stop for s in crop], dtype=np.int64))
+    # Largest boxes first: each thread's first class sizes the distance scratch it then reuses.
+    classes = sorted(boxes, key=lambda c: -int(np.prod(boxes[c][1] - boxes[c][0])))
+    scratch = threading.local()
 
     def soften_class(c: int) -> None:
-        crop = _class_box(mixed[:, c], sp_start, sp_stop, bnd_start[c], bnd_stop[c])
-        start = np.array([s.start for s in crop], dtype=np.int64)
-        stop = np.array([s.stop for s in crop], dtype=np.int64)
+        start, stop = boxes[c]
+        voxels = int(np.prod(stop - start))
+        if getattr(scratch, "sq", None) is None or scratch.sq.size < voxels:
+            scratch.sq = np.empty(voxels, dtype=np.float64)
         soften_cpu.soften_class_in_box(
-            as_3d(soft[..., c]), label3, superpixels3, mixed[:, c], c, start, stop, steps
+            as_3d(soft[..., c]), label3, superpixels3, mixed[:, c], c, start, stop, steps, scratch.sq
         )
 
     _for_each_class(soften_class, classes, threads=threads)
