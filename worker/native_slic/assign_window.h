@@ -36,8 +36,8 @@
 
 /* Candidates updated per pass over a plane: all of a window's (at most 8) in one pass. With
  * the 27 candidates of an earlier rule, three per pass halved the time against one, and six
- * and nine measured the same as three; with 8, one pass of 8 took 5.6 ms a round on the
- * 11-class phantom against 6.6 ms for passes of 4 and 7.2 ms for passes of 3. */
+ * and nine measured the same as three; with 8, one pass of 8 took 5.7 to 6.2 ms a round on
+ * the 11-class phantom (minimum of 40 calls) against 6.4 to 6.6 ms for passes of 4. */
 #define SLIC_GROUP 8
 
 /* The running best of one plane's voxels against n_k (1..SLIC_GROUP) candidates, in order.
