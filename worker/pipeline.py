@@ -95,9 +95,11 @@ def soften_arrays(
         if superpixels is not None:
             sp = xp.asarray(superpixels)
         else:
-            if normalised is None:
-                if image is None:
-                    raise ValueError("image: expected an image to compute superpixels from, got None")
+            if normalised is not None:
+                normalised = xp.asarray(normalised)
+            elif image is None:
+                raise ValueError("image: expected an image to compute superpixels from, got None")
+            else:
                 with stages.stage("normalise"):
                     normalised = normalize_channels(xp.asarray(image))
             with stages.stage("superpixels"):
