@@ -54,73 +54,25 @@ def _assign_kernel(const float[:, :, :, ::1] image, const uint8_t[:, :, ::1] mas
 
 cdef void _sums_block(const float* image, Py_ssize_t n1, Py_ssize_t n2, Py_ssize_t nc, const int32_t* labels,
                       int64_t row_start, int64_t row_stop, double* partial) noexcept nogil:
-    """Add each voxel of the rows [row_start, row_stop) to its centre's row of ``partial`` (K, 4 + C).
-
-    Neighbouring voxels mostly share a centre: over a run of equal labels the centre's count,
-    coordinates and first four colours are added in registers, and written back when the
-    label changes. Every sum still receives its voxels one by one in C order, so the float64
-    numbers are those of adding in memory (the twin's), only without a store and reload per
-    voxel; colours past the fourth are added in memory.
-    """
-    cdef Py_ssize_t row, i2, c, at
-    cdef int32_t k, run = -1
-    cdef double* sums = partial
-    cdef double count = 0.0, s0 = 0.0, s1 = 0.0, s2 = 0.0
-    cdef double c0 = 0.0, c1 = 0.0, c2 = 0.0, c3 = 0.0
-    cdef double i0, i1
-    cdef const float* pixel
+    """Add each voxel of the rows [row_start, row_stop) to its centre's row of ``partial`` (K, 4 + C)."""
+    cdef Py_ssize_t row, i0, i1, i2, c, at
+    cdef int32_t k
+    cdef double* sums
     for row in range(row_start, row_stop):
-        i0 = <double>(row // n1)
-        i1 = <double>(row % n1)
+        i0 = row // n1
+        i1 = row % n1
         for i2 in range(n2):
             at = row * n2 + i2
             k = labels[at]
             if k < 0:
                 continue
-            if k != run:
-                if run >= 0:
-                    _store_run(sums, nc, count, s0, s1, s2, c0, c1, c2, c3)
-                run = k
-                sums = partial + k * (4 + nc)
-                count, s0, s1, s2 = sums[0], sums[1], sums[2], sums[3]
-                c0 = sums[4] if nc > 0 else 0.0
-                c1 = sums[5] if nc > 1 else 0.0
-                c2 = sums[6] if nc > 2 else 0.0
-                c3 = sums[7] if nc > 3 else 0.0
-            pixel = image + at * nc
-            count += 1.0
-            s0 += i0
-            s1 += i1
-            s2 += <double>i2
-            if nc > 0:
-                c0 += <double>pixel[0]
-            if nc > 1:
-                c1 += <double>pixel[1]
-            if nc > 2:
-                c2 += <double>pixel[2]
-            if nc > 3:
-                c3 += <double>pixel[3]
-            for c in range(4, nc):
-                sums[4 + c] += <double>pixel[c]
-    if run >= 0:
-        _store_run(sums, nc, count, s0, s1, s2, c0, c1, c2, c3)
-
-
-cdef inline void _store_run(double* sums, Py_ssize_t nc, double count, double s0, double s1, double s2,
-                            double c0, double c1, double c2, double c3) noexcept nogil:
-    """Write a run's register sums back to its centre's row (count, 3 coordinates, <= 4 colours)."""
-    sums[0] = count
-    sums[1] = s0
-    sums[2] = s1
-    sums[3] = s2
-    if nc > 0:
-        sums[4] = c0
-    if nc > 1:
-        sums[5] = c1
-    if nc > 2:
-        sums[6] = c2
-    if nc > 3:
-        sums[7] = c3
+            sums = partial + k * (4 + nc)
+            sums[0] += 1.0
+            sums[1] += <double>i0
+            sums[2] += <double>i1
+            sums[3] += <double>i2
+            for c in range(nc):
+                sums[4 + c] += <double>image[at * nc + c]
 
 
 def _sums_kernel(const float[:, :, :, ::1] image, const int32_t[:, :, ::1] labels, Py_ssize_t n_centres,
