@@ -73,6 +73,13 @@ def as_superpixels(superpixels):
     return np.ascontiguousarray(superpixels, dtype=np.int32)
 
 
+cdef inline void _no_feature(double* out, Py_ssize_t n, Py_ssize_t out_stride) noexcept nogil:
+    """A line without a feature: every squared distance is inf."""
+    cdef Py_ssize_t p
+    for p in range(n):
+        out[p * out_stride] = INFINITY
+
+
 cdef void _envelope_1d(const double* f, Py_ssize_t n, double step, double* out, Py_ssize_t out_stride,
                        Py_ssize_t* v, double* z, double* g) noexcept nogil:
     """out[p * out_stride] = min_q (step * (p - q))**2 + f[q]; f may hold inf (no feature yet).
@@ -103,8 +110,7 @@ cdef void _envelope_1d(const double* f, Py_ssize_t n, double step, double* out, 
         z[k] = -INFINITY if k == 0 else s
         z[k + 1] = INFINITY
     if k < 0:
-        for p in range(n):
-            out[p * out_stride] = INFINITY
+        _no_feature(out, n, out_stride)
         return
     j = 0
     for p in range(n):
@@ -145,8 +151,7 @@ cdef void _envelope_1d_unit(const int64_t* f, Py_ssize_t n, double* out, Py_ssiz
         z_num[k] = num
         z_den[k] = den
     if k < 0:
-        for p in range(n):
-            out[p * out_stride] = INFINITY
+        _no_feature(out, n, out_stride)
         return
     j = 0
     for p in range(n):
@@ -172,18 +177,20 @@ cdef int _envelope_along_axis(double* sq, Py_ssize_t[3] shape, int axis, double 
     cdef int b = 1 if axis == 2 else 2
     cdef Py_ssize_t n = shape[axis]
     cdef Py_ssize_t stride = strides[axis]
-    cdef double* f = <double*>malloc(n * sizeof(double))
-    cdef int64_t* f_int = <int64_t*>malloc(n * sizeof(int64_t))
+    # Per line: the input values f, the envelope's parabolas v, their g values and intersections
+    # z, as doubles or, with unit steps, as int64 of the same size (z then the numerators, with
+    # the denominators in z_den).
     cdef Py_ssize_t* v = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t))
-    cdef double* z = <double*>malloc((n + 1) * sizeof(double))
-    cdef double* g = <double*>malloc(n * sizeof(double))
-    cdef int64_t* z_num = <int64_t*>malloc((n + 1) * sizeof(int64_t))
-    cdef int64_t* z_den = <int64_t*>malloc((n + 1) * sizeof(int64_t))
-    cdef int64_t* g_int = <int64_t*>malloc(n * sizeof(int64_t))
+    cdef void* f = malloc(n * sizeof(double))
+    cdef void* g = malloc(n * sizeof(double))
+    cdef void* z = malloc((n + 1) * sizeof(double))
+    cdef int64_t* z_den = <int64_t*>malloc((n + 1) * sizeof(int64_t)) if unit else NULL
     cdef Py_ssize_t i, j, p
     cdef double* line
+    cdef double* f_double = <double*>f
+    cdef int64_t* f_int = <int64_t*>f
     cdef int status = 0
-    if f == NULL or f_int == NULL or v == NULL or z == NULL or g == NULL or z_num == NULL or z_den == NULL or g_int == NULL:
+    if v == NULL or f == NULL or g == NULL or z == NULL or (unit and z_den == NULL):
         status = -1
     else:
         for i in range(shape[a]):
@@ -192,19 +199,16 @@ cdef int _envelope_along_axis(double* sq, Py_ssize_t[3] shape, int axis, double 
                 if unit:
                     for p in range(n):
                         f_int[p] = -1 if line[p * stride] == INFINITY else <int64_t>line[p * stride]
-                    _envelope_1d_unit(f_int, n, line, stride, v, z_num, z_den, g_int)
+                    _envelope_1d_unit(f_int, n, line, stride, v, <int64_t*>z, z_den, <int64_t*>g)
                 else:
                     for p in range(n):
-                        f[p] = line[p * stride]
-                    _envelope_1d(f, n, step, line, stride, v, z, g)
-    free(f)
-    free(f_int)
+                        f_double[p] = line[p * stride]
+                    _envelope_1d(f_double, n, step, line, stride, v, <double*>z, <double*>g)
     free(v)
-    free(z)
+    free(f)
     free(g)
-    free(z_num)
+    free(z)
     free(z_den)
-    free(g_int)
     return status
 
 
