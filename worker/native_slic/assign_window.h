@@ -103,7 +103,8 @@ SLIC_INLINE void slic_update_plane_fixed(const float *pixels, int64_t channel_st
 #undef SLIC_CASE
 }
 
-/* The voxel range [*lo, *hi) of window w (-1 .. g - 1) along one axis (grid.window_bounds). */
+/* The voxel range [*lo, *hi) of window w (-1 .. g - 1) along one axis: the voxels whose
+ * grid.lower_cell is w (empty for w = -1 when the first seed is voxel 0). */
 SLIC_INLINE void slic_window_bounds(int64_t w, int64_t start, int64_t step, int64_t g, int64_t n,
                                     int64_t *lo, int64_t *hi)
 {

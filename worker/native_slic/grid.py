@@ -18,7 +18,8 @@ grid step of its seed along each axis (the ``2S x 2S x 2S`` window of Achanta et
 voxel has at most 2 x 2 x 2 = 8 candidates. Along axis ``a`` they are the centres of cells
 ``w`` and ``w + 1``, where ``w = min(floor((i - start) / step), n_cells - 1)`` is the cell
 of the last seed at or before voxel ``i`` (``-1`` before the first seed); the voxels sharing
-one ``w`` per axis form a *window*, whose 8 candidates are the same (:func:`window_bounds`).
+one ``w`` per axis form a *window*, whose 8 candidates are the same (the compiled kernel
+works window by window: ``slic_window_bounds`` in ``assign_window.h``).
 """
 
 from __future__ import annotations
@@ -180,14 +181,6 @@ def lower_cell(index, start: int, step: int, n_cells: int):
     before the first seed; the voxel's candidate cells are ``w`` and ``w + 1`` (NumPy arrays
     or ints)."""
     return np.minimum((index - start) // step, n_cells - 1)
-
-
-def window_bounds(w: int, start: int, step: int, n_cells: int, size: int) -> tuple[int, int]:
-    """Voxel range ``[lo, hi)`` along one axis whose :func:`lower_cell` is ``w`` (-1 .. n_cells - 1);
-    empty (``lo == hi``) for ``w = -1`` when the first seed is voxel 0."""
-    lo = max(start + w * step, 0)
-    hi = size if w == n_cells - 1 else start + (w + 1) * step
-    return lo, max(hi, lo)
 
 
 def reduction_blocks(n_rows: int) -> np.ndarray:
