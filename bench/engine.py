@@ -6,7 +6,7 @@ synthetic 100-class phantom of the same size (atlas-like), and the MNI152 brain 
 Two modes, each case in a fresh process so peak RSS is the case's own:
 
 * ``stages`` (default): one process per case runs ``worker.pipeline.soften_files`` and times
-  read, normalise, superpixels, soften and write (medians over --repeats); then, on the same
+  read, normalise (on the CPU part of read), superpixels, soften and write (medians over --repeats); then, on the same
   superpixels, times the softening step to the stored uint8 soft labels, restricted (ours,
   straight to uint8) vs naive (one full-volume SciPy EDT per class into a float32 array, then
   quantised), and checks the outputs are identical.
