@@ -8,7 +8,7 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 
-KERNEL_SOURCES := setup.py $(wildcard worker/*.pyx worker/native_slic/*.pyx worker/native_slic/*.h)
+KERNEL_SOURCES := setup.py $(shell find worker -name '*.pyx' -o -name '*.h')
 
 $(VENV)/.installed-core: pyproject.toml $(KERNEL_SOURCES) | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet -e .  # builds the engine's C kernels (gcc, OpenMP)
@@ -23,4 +23,5 @@ demo: $(VENV)/.installed-core
 	$(VENV)/bin/softlabel demo --out $(DEMO_OUT)
 
 test: $(VENV)/.installed-dev
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/pytest

@@ -3,19 +3,24 @@
 They are C extensions built at install, so no run pays a compile. Floating point follows
 IEEE single/double precision with no fused multiply-add contraction: the kernels must give the
 NumPy twin's numbers bit for bit (tests/worker/test_native_slic.py, test_soften_cpu.py).
+Module names are the installed ones (``softlabel.worker...``); sources live under ``worker/``
+(pyproject.toml's package-dir maps ``softlabel.worker`` to it).
 """
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 COMPILE_ARGS = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-fast-math"]
+ENGINE = "softlabel.worker.engine"
 KERNELS = {
-    "worker.soften_cpu": "worker/soften_cpu.pyx",
-    "worker.normalize_cpu": "worker/normalize_cpu.pyx",
-    "worker.native_slic.cpu": "worker/native_slic/cpu.pyx",
-    "worker.native_slic.connectivity": "worker/native_slic/connectivity.pyx",
+    f"{ENGINE}.softening.soften_cpu": "worker/engine/softening/soften_cpu.pyx",
+    f"{ENGINE}.intensity_cpu": "worker/engine/intensity_cpu.pyx",
+    f"{ENGINE}.superpixels.native_slic.cpu": "worker/engine/superpixels/native_slic/cpu.pyx",
+    f"{ENGINE}.superpixels.native_slic.connectivity": "worker/engine/superpixels/native_slic/connectivity.pyx",
 }
-DEPENDS = {"worker.native_slic.cpu": ["worker/native_slic/assign_window.h"]}  # C included by the .pyx
+DEPENDS = {  # C included by the .pyx
+    f"{ENGINE}.superpixels.native_slic.cpu": ["worker/engine/superpixels/native_slic/assign_window.h"],
+}
 
 setup(
     ext_modules=cythonize(

@@ -19,20 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.config import DEFAULT_COMPACTNESS, DEFAULT_N_SEGMENTS, SofteningConfig
-from worker.demo_data import mni152_study, synthetic_study
-from worker.native_slic.quality import boundary_recall
-from worker.normalize import normalize_channels
-from worker.preview import render_preview
-from worker.softeners import soften_label
-from worker.superpixels import compute_superpixels
+from softlabel.worker.engine.config import DEFAULT_COMPACTNESS, DEFAULT_N_SEGMENTS, SofteningConfig
+from softlabel.worker.engine.demo_data import mni152_study, synthetic_study
+from softlabel.worker.engine.intensity import rescale_intensities
+from softlabel.worker.engine.preview import render_preview
+from softlabel.worker.engine.softening.softeners import soften_label
+from softlabel.worker.engine.superpixels.compute import compute_superpixels
+from softlabel.worker.engine.superpixels.native_slic.quality import boundary_recall
 
 SLIC = "skimage"  # the reference implementation the defaults were chosen with (docs/defaults.md)
 SWEEP = [(500, 0.1), (1000, 0.1), (2000, 0.1), (3500, 0.1), (2000, 0.01), (2000, 1.0)]
 
 
 def measure(name: str, study, spacing: tuple[float, ...], n_segments: int, compactness: float) -> tuple[dict, np.ndarray, np.ndarray]:
-    normalised = normalize_channels(study.image)
+    normalised = rescale_intensities(study.image)
     start = time.perf_counter()
     superpixels = compute_superpixels(normalised, n_segments=n_segments, compactness=compactness, spacing=spacing, slic=SLIC)
     slic_s = time.perf_counter() - start

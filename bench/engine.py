@@ -5,7 +5,7 @@ synthetic 100-class phantom of the same size (atlas-like), and the MNI152 brain 
 
 Two modes, each case in a fresh process so peak RSS is the case's own:
 
-* ``stages`` (default): one process per case runs ``worker.pipeline.soften_files`` and times
+* ``stages`` (default): one process per case runs ``worker.engine.pipeline.soften_files`` and times
   read, normalise (on the CPU part of read), superpixels, soften and write (medians over --repeats); then, on the same
   superpixels, times the softening step to the stored uint8 soft labels, restricted (ours,
   straight to uint8) vs naive (one full-volume SciPy EDT per class into a float32 array, then
@@ -50,7 +50,7 @@ def prepare(case: str) -> dict:
     meta_path = folder / "case.json"
     if meta_path.exists():
         return json.loads(meta_path.read_text())
-    from worker.demo_data import mni152_study, synthetic_study, write_study
+    from softlabel.worker.engine.demo_data import mni152_study, synthetic_study, write_study
 
     study = {"syn11": lambda: synthetic_study(classes=11), "syn100": lambda: synthetic_study(classes=100), "mni152": mni152_study}[case]()
     images, label = write_study(study, folder, case)
@@ -66,11 +66,11 @@ def peak_rss_mb() -> float:
 
 def run_stages(case: str, repeats: int, slic: str, backend: str) -> dict:
     """Child process body of the ``stages`` mode."""
-    from worker.backend import to_host
-    from worker.config import SofteningConfig
-    from worker.nifti_io import quantize_soft_labels, read_study
-    from worker.pipeline import soften_files
-    from worker.superpixel_soft import superpixel_soft_labels
+    from softlabel.worker.engine.backend import to_host
+    from softlabel.worker.engine.config import SofteningConfig
+    from softlabel.worker.engine.io.nifti import quantize_soft_labels, read_study
+    from softlabel.worker.engine.pipeline import soften_files
+    from softlabel.worker.engine.softening.superpixel_soft import superpixel_soft_labels
 
     meta = prepare(case)
     config = SofteningConfig(slic=slic)
@@ -117,10 +117,10 @@ def run_naive_pipeline(case: str, out: str, io: str) -> None:
     normalisation, one-hot and quantisation kernels and our streamed writer, so that only SLIC
     and the distance transforms stay naive.
     """
-    from worker.config import SofteningConfig
-    from worker.normalize import normalize_by_arrays, normalize_channels
-    from worker.superpixel_soft import one_hot, one_hot_by_arrays, soften_by_arrays
-    from worker.superpixels import compute_superpixels
+    from softlabel.worker.engine.config import SofteningConfig
+    from softlabel.worker.engine.intensity import rescale_intensities, rescale_intensities_by_arrays
+    from softlabel.worker.engine.softening.superpixel_soft import one_hot, one_hot_by_arrays, soften_by_arrays
+    from softlabel.worker.engine.superpixels.compute import compute_superpixels
 
     meta = prepare(case)
     config = SofteningConfig(slic="skimage")
@@ -133,11 +133,11 @@ def run_naive_pipeline(case: str, out: str, io: str) -> None:
         label = np.asarray(nib.load(meta["label"]).dataobj)
         affine, spacing = images[0].affine, tuple(float(z) for z in images[0].header.get_zooms()[:3])
     else:
-        from worker.nifti_io import read_study
+        from softlabel.worker.engine.io.nifti import read_study
 
         study = read_study(meta["images"], meta["label"], num_classes=k)
         image, label, affine, spacing = study.image, study.label, study.affine, study.spacing_mm
-    normalised = normalize_by_arrays(image) if io == "standard" else normalize_channels(image)
+    normalised = rescale_intensities_by_arrays(image) if io == "standard" else rescale_intensities(image)
     superpixels = compute_superpixels(normalised, n_segments=config.n_segments,
                                       compactness=config.compactness, spacing=spacing, slic="skimage")  # fmt: skip
     soft = one_hot_by_arrays(label, num_classes=k) if io == "standard" else one_hot(label, num_classes=k)
@@ -148,7 +148,7 @@ def run_naive_pipeline(case: str, out: str, io: str) -> None:
         stored.header.set_slope_inter(1 / 255, 0.0)
         nib.save(stored, out)
     else:
-        from worker.nifti_io import quantize_soft_labels, write_soft_labels
+        from softlabel.worker.engine.io.nifti import quantize_soft_labels, write_soft_labels
 
         write_soft_labels(out, quantize_soft_labels(soft, config.dtype), affine=affine)
 

@@ -10,7 +10,7 @@ each stage's clock):
   GPU at least 200x faster than it);
 * our CPU path (native SLIC, restricted softening), for reference;
 * the GPU worker's end-to-end time per study, reading and writing NIfTI included
-  (``worker.pipeline.soften_files`` with the GPU backend).
+  (``worker.engine.pipeline.soften_files`` with the GPU backend).
 
     python bench/gpu_bench.py [--cases syn11,mni152] [--repeats 5]
 """
@@ -37,11 +37,11 @@ def median_stages(runs: list[dict[str, float]]) -> dict[str, float]:
 def bench_case(case: str, repeats: int) -> dict:
     import numpy as np
 
-    from worker.backend import release_device_memory
-    from worker.config import SofteningConfig
-    from worker.nifti_io import read_study
-    from worker.pipeline import soften_arrays, soften_files
-    from worker.superpixel_soft import superpixel_soft_labels
+    from softlabel.worker.engine.backend import release_device_memory
+    from softlabel.worker.engine.config import SofteningConfig
+    from softlabel.worker.engine.io.nifti import read_study
+    from softlabel.worker.engine.pipeline import soften_arrays, soften_files
+    from softlabel.worker.engine.softening.superpixel_soft import superpixel_soft_labels
 
     meta = prepare(case)
     study = read_study(meta["images"], meta["label"], num_classes=meta["num_classes"])
@@ -66,10 +66,10 @@ def bench_case(case: str, repeats: int) -> dict:
 
     def naive_once() -> float:
         start = time.perf_counter()
-        from worker.normalize import normalize_channels
-        from worker.superpixels import compute_superpixels
+        from softlabel.worker.engine.intensity import rescale_intensities
+        from softlabel.worker.engine.superpixels.compute import compute_superpixels
 
-        sp = compute_superpixels(normalize_channels(study.image), n_segments=native.n_segments,
+        sp = compute_superpixels(rescale_intensities(study.image), n_segments=native.n_segments,
                                  compactness=native.compactness, spacing=study.spacing_mm, slic="skimage")  # fmt: skip
         superpixel_soft_labels(study.label, sp, num_classes=k, restrict=False)
         return time.perf_counter() - start

@@ -15,8 +15,8 @@ export PYTHONPATH="/tmp/softlabel-site:$PWD" PYTHONUNBUFFERED=1
 python3 setup.py -q build_ext --inplace
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 - <<'PY'
-from worker.backend import gpu_unavailable_reason, resolve_backend
-from worker.distances import gpu_edt_name
+from worker.engine.backend import gpu_unavailable_reason, resolve_backend
+from worker.engine.softening.distance_transform import gpu_edt_name
 print("backend auto ->", resolve_backend("auto"), "| GPU EDT:", gpu_edt_name(), "| reason:", gpu_unavailable_reason())
 PY
 timeout 150 python3 -m pytest -q -m gpu -rs tests/worker -p no:cacheprovider

@@ -2,12 +2,12 @@
 
 Reads the 11-class synthetic 48x240x240 study (3 channels and a label, gzipped) with
 nibabel's streamed zlib (``np.asarray(img.dataobj)`` per file) and with
-``worker.nifti_io.read_study`` (ISA-L decompression, plus every validation check). Writes
+``worker.engine.io.nifti.read_study`` (ISA-L decompression, plus every validation check). Writes
 the 100-class soft labels of the synthetic 48x240x240 phantom as uint8 (276 MB raw)
 and the 11-class ones, and reports medians over --repeats of:
 
 * ``nib.save`` of the same image (C-ordered array, nibabel's writer);
-* ``worker.nifti_io.save_nifti`` (Fortran-ordered array streamed into the gzip writer);
+* ``worker.engine.io.nifti.save_nifti`` (Fortran-ordered array streamed into the gzip writer);
 * the compress step alone: zlib (Python's gzip) at levels 1 and 6, ISA-L's igzip at level 1,
   with the compressed size.
 
@@ -39,9 +39,9 @@ def median_time(fn, repeats: int) -> float:
 
 def soft_labels(classes: int) -> np.ndarray:
     """uint8 (48, 240, 240, K), Fortran-ordered, one-hot with a soft band like the engine's."""
-    from worker.demo_data import synthetic_study
-    from worker.nifti_io import quantize_soft_labels
-    from worker.superpixel_soft import one_hot
+    from softlabel.worker.engine.demo_data import synthetic_study
+    from softlabel.worker.engine.io.nifti import quantize_soft_labels
+    from softlabel.worker.engine.softening.superpixel_soft import one_hot
 
     study = synthetic_study(classes=classes)
     soft = one_hot(study.label, num_classes=classes)
@@ -52,8 +52,8 @@ def soft_labels(classes: int) -> np.ndarray:
 
 def read_costs(repeats: int) -> dict:
     """Seconds to read the 11-class study: nibabel's reader against ``read_study``."""
-    from worker.demo_data import synthetic_study, write_study
-    from worker.nifti_io import read_study
+    from softlabel.worker.engine.demo_data import synthetic_study, write_study
+    from softlabel.worker.engine.io.nifti import read_study
 
     with tempfile.TemporaryDirectory() as tmp:
         images, label = write_study(synthetic_study(classes=11), Path(tmp), "case")
@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     from isal import igzip
 
-    from worker.nifti_io import SOFT_UINT8_SLOPE, save_nifti
+    from softlabel.worker.engine.io.nifti import SOFT_UINT8_SLOPE, save_nifti
 
     print(json.dumps(read_costs(args.repeats)), flush=True)
     for classes in (11, 100):

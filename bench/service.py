@@ -2,7 +2,7 @@
 
 N MRBrainS-size studies (48 x 240 x 240, 3 channels, 11 classes; ``synthetic_study``) go
 through upload, job and download with the embedded stack (Redis, the API under uvicorn and
-1 or 2 workers, each a process), and the same studies through ``worker.pipeline.soften_files``
+1 or 2 workers, each a process), and the same studies through ``worker.engine.pipeline.soften_files``
 directly in this process, as the baseline. The labelset exists before the uploads, so jobs
 start while later studies upload, as they would for a labeling team.
 
@@ -29,11 +29,11 @@ from pathlib import Path
 # `service` package; drop the folder (`python -m bench.service` needs no such care).
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from service.client import SoftlabelClient  # noqa: E402
-from service.embedded import EmbeddedStack, admin_token  # noqa: E402
-from worker.config import SofteningConfig  # noqa: E402
-from worker.demo_data import synthetic_study, write_study  # noqa: E402
-from worker.pipeline import soften_files  # noqa: E402
+from softlabel.service.client import SoftlabelClient  # noqa: E402
+from softlabel.service.embedded import EmbeddedStack, admin_token  # noqa: E402
+from softlabel.worker.engine.config import SofteningConfig  # noqa: E402
+from softlabel.worker.engine.demo_data import synthetic_study, write_study  # noqa: E402
+from softlabel.worker.engine.pipeline import soften_files  # noqa: E402
 
 SHAPE = (48, 240, 240)  # MRBrainS-size volume
 CHANNELS = 3

@@ -1,13 +1,13 @@
 """Quality of native SLIC against scikit-image's SLIC at equal ``n_segments``.
 
 Volumes: the nilearn MNI152 brain (197x233x189, 1 mm, 4 classes) and the synthetic
-48x240x240 3-channel 11-class phantom (3.0 x 0.96 x 0.96 mm), from ``worker.demo_data``.
+48x240x240 3-channel 11-class phantom (3.0 x 0.96 x 0.96 mm), from ``worker.engine.demo_data``.
 Each image is normalised per channel (0.5/99.5 percentile clip to [0, 1],
-``worker.normalize``) and both SLICs see the same array, the same spacing and no mask:
+``worker.engine.intensity``) and both SLICs see the same array, the same spacing and no mask:
 scikit-image with ``channel_axis=-1, convert2lab=False, start_label=0``, ours with
-``backend="cpu", implementation="compiled"``.
+``backend="cpu"``.
 
-Metrics (``worker.native_slic.quality``): boundary recall with a 1-voxel Chebyshev
+Metrics (``worker.engine.superpixels.native_slic.quality``): boundary recall with a 1-voxel Chebyshev
 tolerance, and Neubert & Protzel's undersegmentation error. The target: native boundary
 recall >= 0.95 x scikit-image's and native undersegmentation error <= 1.05 x scikit-image's.
 
@@ -24,10 +24,10 @@ import time
 
 import numpy as np
 
-from worker.demo_data import mni152_study, synthetic_study
-from worker.native_slic import native_slic
-from worker.native_slic.quality import boundary_recall, undersegmentation_error
-from worker.normalize import normalize_channels
+from softlabel.worker.engine.demo_data import mni152_study, synthetic_study
+from softlabel.worker.engine.intensity import rescale_intensities
+from softlabel.worker.engine.superpixels.native_slic import native_slic
+from softlabel.worker.engine.superpixels.native_slic.quality import boundary_recall, undersegmentation_error
 
 DEFAULT = (2000, 0.1)  # n_segments, compactness
 SWEEP = [(500, 0.1), (1000, 0.1), (2000, 0.1), (3500, 0.1), (2000, 0.03), (2000, 0.3)]
@@ -89,7 +89,7 @@ def main() -> None:
     for volume in args.volumes.split(","):
         study = VOLUMES[volume]()
         spacing = tuple(float(s) for s in np.abs(np.diag(study.affine))[:3])
-        image = normalize_channels(study.image)
+        image = rescale_intensities(study.image)
         for n_segments, compactness in (SWEEP if args.sweep else [DEFAULT]):
             row = measure(volume, image, study.label, spacing, n_segments, compactness)
             print(json.dumps(row), flush=True)

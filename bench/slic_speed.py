@@ -1,6 +1,6 @@
 """Speed of native SLIC against scikit-image's, same process, same arrays.
 
-Cases (``worker.demo_data``, normalised per channel as in the pipeline, no mask):
+Cases (``worker.engine.demo_data``, normalised per channel as in the pipeline, no mask):
 
 * ``small``: synthetic 24x96x96, 3 channels, 11 classes (the only case where the NumPy
   reference twin is timed: it is slow by design);
@@ -31,9 +31,10 @@ import time
 
 import numpy as np
 
-from worker.demo_data import mni152_study, synthetic_study
-from worker.native_slic import native_slic
-from worker.normalize import normalize_channels
+from softlabel.worker.engine.demo_data import mni152_study, synthetic_study
+from softlabel.worker.engine.intensity import rescale_intensities
+from softlabel.worker.engine.superpixels.native_slic import native_slic, reference
+from softlabel.worker.engine.superpixels.native_slic.driver import slic_with
 
 N_SEGMENTS, COMPACTNESS = 2000, 0.1
 CASES = {
@@ -45,7 +46,8 @@ FIRST_CALL = """
 import time
 start = time.perf_counter()
 import numpy as np
-from worker.native_slic import native_slic
+from softlabel.worker.engine.superpixels.native_slic import native_slic, reference
+from softlabel.worker.engine.superpixels.native_slic.driver import slic_with
 imported = time.perf_counter()
 native_slic(np.random.default_rng(0).random((16, 16, 16, 2), dtype=np.float32), n_segments=20, compactness=0.1)
 done = time.perf_counter()
@@ -81,7 +83,7 @@ def time_case(name: str, repeats: int, sk_repeats: int, backend: str) -> dict:
 
     study = CASES[name]()
     spacing = tuple(float(s) for s in np.abs(np.diag(study.affine))[:3])
-    image = normalize_channels(study.image)
+    image = rescale_intensities(study.image)
     kw = dict(n_segments=N_SEGMENTS, compactness=COMPACTNESS, spacing=spacing)
     row = {"case": name, "shape": list(image.shape), "n_segments": N_SEGMENTS, "compactness": COMPACTNESS}
     row["skimage"] = timings(lambda: slic(image, channel_axis=-1, convert2lab=False, start_label=0,
@@ -89,7 +91,7 @@ def time_case(name: str, repeats: int, sk_repeats: int, backend: str) -> dict:
                                           compactness=COMPACTNESS), sk_repeats)
     row["native_cpu"] = timings(lambda: native_slic(image, **kw), repeats)
     if name == "small":
-        row["reference_cpu"] = timings(lambda: native_slic(image, implementation="reference", **kw), 1)
+        row["reference_cpu"] = timings(lambda: slic_with(reference, image, **kw), 1)
     if backend == "gpu":
         import cupy
 

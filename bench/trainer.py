@@ -43,10 +43,10 @@ def median_time(fn, repeats: int, warmup: int = 2) -> float:
 def loader_vs_step(args) -> None:
     import torch
 
-    from trainer.benchmark_data import load_template, make_case
-    from trainer.datasets import Case, PatchSampler, default_patch_size
-    from trainer.losses import SegmentationLoss, class_weights
-    from trainer.models import build_unet
+    from softlabel.trainer.benchmark_data import load_template, make_case
+    from softlabel.trainer.datasets import Case, PatchSampler, default_patch_size
+    from softlabel.trainer.losses import SegmentationLoss, class_weights
+    from softlabel.trainer.models import build_unet
 
     template = load_template(args.spacing_mm)
     cases = []
@@ -86,8 +86,8 @@ def loader_vs_step(args) -> None:
 
 
 def metric_cost(args) -> None:
-    from trainer.benchmark_data import load_template, make_case
-    from trainer.metrics import segmentation_metrics
+    from softlabel.trainer.benchmark_data import load_template, make_case
+    from softlabel.trainer.metrics import segmentation_metrics
 
     for spacing, crop, label in ((1.0, None, "brain box 1 mm"), (2.0, None, "brain box 2 mm"), (1.0, (96, 96, 96), "96^3 crop 1 mm")):
         template = load_template(spacing)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import sys
 
-
 # The commands of ``worker.cli.app`` (tests/worker/test_cli.py checks the two agree), named
 # here so that the choice is made before NumPy is imported.
 ENGINE_COMMANDS = frozenset({"soften", "soften-dataset", "preview", "demo-study"})
@@ -19,10 +18,10 @@ def main() -> None:
         # helper thread per core when NumPy is imported, and each spins for about 0.1 s: CPU
         # the run's own threads need on a small machine (docs/performance.md).
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-        from worker import cli as worker_cli
+        from softlabel.worker import cli as worker_cli
 
         _exit_now(_exit_code(worker_cli.app, prog_name="softlabel"))
-    from cli.main import app
+    from .main import app
 
     app(prog_name="softlabel")
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from service import cli as service_cli
-from trainer import cli as trainer_cli
-from worker import cli as worker_cli
-from worker import queue_worker
+from softlabel.service import cli as service_cli
+from softlabel.trainer import cli as trainer_cli
+from softlabel.worker import cli as worker_cli
+from softlabel.worker.jobs import rq_worker
+
+from . import demo
 
 app = typer.Typer(
     name="softlabel",
@@ -18,11 +20,13 @@ app = typer.Typer(
 )
 for command in worker_cli.app.registered_commands:
     app.registered_commands.append(command)
-for command in queue_worker.app.registered_commands:
+for command in rq_worker.app.registered_commands:
     app.registered_commands.append(command)
 for command in service_cli.app.registered_commands:
     app.registered_commands.append(command)
 for group in service_cli.app.registered_groups:
     app.registered_groups.append(group)
 for command in trainer_cli.app.registered_commands:
+    app.registered_commands.append(command)
+for command in demo.app.registered_commands:
     app.registered_commands.append(command)

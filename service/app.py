@@ -11,14 +11,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.api.deps import ReadScope, redis_for
-from service.api.main import api_router
-from service.api.routes import health
-from service.errors import install_error_handlers
-from service.limits import BodySizeLimit
-from service.metrics import install_metrics
-from service.settings import Settings, get_settings
-from worker import __version__
+from softlabel.worker import __version__
+
+from .api.deps import ReadScope, redis_for
+from .api.main import api_router
+from .api.routes import health
+from .errors import install_error_handlers
+from .limits import BodySizeLimit
+from .metrics import install_metrics
+from .settings import Settings, get_settings
 
 IMPORT_PATH = "/v1/datasets/import"  # the one route whose body limit is max_import_bytes
 

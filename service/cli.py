@@ -1,4 +1,4 @@
-"""Service commands: ``softlabel api``, ``up``, ``demo`` and the client commands a labeling team
+"""Service commands: ``softlabel api``, ``up`` and the client commands a labeling team
 uses (``datasets``, ``studies``, ``labelsets``, ``jobs``, ``tokens``).
 
 Client commands find the API in ``--api``, ``SOFTLABEL_API_URL`` or the embedded stack running
@@ -24,8 +24,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from service.client import ApiError, ChecksumError, SoftlabelClient
-from service.embedded import TOKEN_FILE, EmbeddedStack, running_stack
+from .client import ApiError, ChecksumError, SoftlabelClient
+from .embedded import TOKEN_FILE, EmbeddedStack, running_stack
 
 app = typer.Typer(add_completion=False)
 datasets_app = typer.Typer(help="Create, list, import and delete datasets.", no_args_is_help=True)
@@ -109,7 +109,7 @@ def api_command(
 
     if data_dir is not None:
         os.environ["SOFTLABEL_DATA_DIR"] = str(data_dir)
-    uvicorn.run("service.app:create_app", factory=True, host=host, port=port)
+    uvicorn.run("softlabel.service.app:create_app", factory=True, host=host, port=port)
 
 
 @app.command("up")
@@ -158,34 +158,6 @@ def up_command(
         stack.stop_workers()  # a second SIGTERM is RQ's cold shutdown
         stack.stop()
     console.print("stopped")
-
-
-@app.command("demo")
-@reports_errors
-def demo_command(
-    api: ApiOpt = None,
-    token: TokenOpt = None,
-    out: Annotated[Path, typer.Option("--out", help="folder for the downloaded results")] = Path("softlabel-demo"),
-    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
-) -> None:
-    """The main job through the REST API: upload the MNI152 demo study, create a labelset,
-    follow its progress, download the soft labels and the preview.
-
-    Uses --api (or the stack `softlabel up` runs on --data-dir); otherwise starts its own.
-    """
-    from service.demo import run_demo
-
-    stack = None
-    if api is None and running_stack(data_dir.resolve()) is None:
-        console.print(f"starting an embedded stack (data in {data_dir.resolve()}, logs in {data_dir / 'logs'})")
-        stack = EmbeddedStack(data_dir=data_dir, port=0, workers=1, log_dir=data_dir / "logs").start()
-        api = stack.api_url
-    try:
-        with make_client(api, token, data_dir) as client:
-            run_demo(client, out, console)
-    finally:
-        if stack is not None:
-            stack.stop()
 
 
 # --- datasets -----------------------------------------------------------------------------------

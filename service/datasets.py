@@ -8,11 +8,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from service import layout
-from service.errors import ApiError, not_found
-from service.schemas import DatasetCreate, DatasetPublic
-from service.storage import Storage
-from worker.atomic import write_json_atomic
+from softlabel.worker.engine.io.atomic import write_json_atomic
+
+from . import layout
+from .errors import ApiError, not_found
+from .schemas import DatasetCreate, DatasetPublic
+from .storage import Storage
 
 
 def utc_now() -> str:

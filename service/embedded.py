@@ -31,7 +31,7 @@ from typing import IO
 
 import httpx
 
-from service.embedded_redis import EmbeddedRedis, terminate
+from .embedded_redis import EmbeddedRedis, terminate
 
 STATE_FILE = "embedded.json"
 TOKEN_FILE = "admin-token"
@@ -187,7 +187,7 @@ class EmbeddedStack:
             env["SOFTLABEL_ADMIN_TOKEN"] = admin_token(self.data_dir)
             self._env = env
             self.api = self._spawn(
-                [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", self.host,
+                [sys.executable, "-m", "uvicorn", "--factory", "softlabel.service.app:create_app", "--host", self.host,
                  "--port", str(self.port), "--log-level", "warning"], env, "api.log",
             )  # fmt: skip
             for index in range(self.n_workers):
@@ -203,7 +203,7 @@ class EmbeddedStack:
     def _start_worker(self, index: int) -> subprocess.Popen[bytes]:
         """Worker ``index``, under a fresh name: RQ keeps a dead worker's name registered a while."""
         name = f"embedded-{index}-{uuid.uuid4().hex[:6]}"
-        command = [sys.executable, "-m", "worker.queue_worker", "--backend", self.backend, "--name", name]
+        command = [sys.executable, "-m", "softlabel.worker.jobs.rq_worker", "--backend", self.backend, "--name", name]
         env = dict(self._env)
         env.setdefault("OMP_NUM_THREADS", str(worker_threads(self.n_workers)))
         return self._spawn(command, env, f"worker-{index}.log")

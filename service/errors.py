@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from worker.errors import InputError
+from softlabel.worker.engine.errors import InputError
 
 VOXEL_COUNT_FIELD = "voxel count"  # InputError field of the header bomb guard: 413, not 422
 

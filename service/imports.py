@@ -13,18 +13,19 @@ from pathlib import Path, PurePosixPath
 import nibabel as nib
 from pydantic import ValidationError
 
-from service import layout
-from service.datasets import Dataset, new_dataset, utc_now, write_dataset_json
-from service.errors import ApiError
-from service.schemas import DatasetCreate
-from service.storage import Storage
-from worker.job_files import file_sha256
-from service.studies import StoredFile, Study
-from service.uploads import COPY_CHUNK_BYTES, UploadedFile
-from worker import nifti_io
-from worker.atomic import write_json_atomic
-from worker.errors import InputError
-from worker.nnunet import read_dataset_json, scan_dataset
+from softlabel.worker.engine.errors import InputError
+from softlabel.worker.engine.io import nifti as nifti_io
+from softlabel.worker.engine.io.atomic import write_json_atomic
+from softlabel.worker.engine.io.files import file_sha256
+from softlabel.worker.engine.io.raw_dataset import read_dataset_json, scan_dataset
+
+from . import layout
+from .datasets import Dataset, new_dataset, utc_now, write_dataset_json
+from .errors import ApiError
+from .schemas import DatasetCreate
+from .storage import Storage
+from .studies import StoredFile, Study
+from .uploads import COPY_CHUNK_BYTES, UploadedFile
 
 MAX_ZIP_ENTRIES = 100_000  # files per archive
 _NOT_ID = re.compile(r"[^A-Za-z0-9_-]+")

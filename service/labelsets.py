@@ -15,10 +15,14 @@ import redis
 from rq import Queue
 from rq.job import Job
 
-from service import layout, queue as jobs
-from service.datasets import Dataset, case_ids, labelset_names, utc_now
-from service.errors import not_found
-from service.schemas import (
+from softlabel.worker.engine.config import SofteningConfig
+from softlabel.worker.jobs.contract import JobOutputs, SoftenJobPayload
+
+from . import layout
+from . import queue as jobs
+from .datasets import Dataset, case_ids, labelset_names, utc_now
+from .errors import not_found
+from .schemas import (
     LabelsetCounts,
     LabelsetPublic,
     ManifestDataset,
@@ -28,11 +32,9 @@ from service.schemas import (
     ManifestStudy,
     StudyStatus,
 )
-from service.settings import Settings
-from service.storage import Storage
-from service.studies import Study, get_study
-from worker.config import SofteningConfig
-from worker.job_payload import JobOutputs, SoftenJobPayload
+from .settings import Settings
+from .storage import Storage
+from .studies import Study, get_study
 
 
 @dataclass(frozen=True)

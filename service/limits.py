@@ -11,7 +11,7 @@ from collections.abc import Callable
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import ApiError
+from .errors import ApiError
 
 
 def too_large(limit: int, got: str) -> ApiError:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import redis
 from redis.exceptions import LockError
 
-from service.errors import ApiError
+from .errors import ApiError
 
 LOCK_TIMEOUT_S = 120  # seconds a lock lives if its holder dies
 LOCK_WAIT_S = 60  # seconds a request waits for the lock before answering 503

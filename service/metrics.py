@@ -2,7 +2,7 @@
 
 Every metric is documented in ``docs/prometheus.md``. Request metrics are counted in this
 process; queue depth, jobs by status, workers and the job stage histogram are read from Redis
-at scrape time (the job histogram is written there by workers, see ``worker.job_metrics``), so
+at scrape time (the job histogram is written there by workers, see ``softlabel.worker.jobs.metrics``; the layout is in ``softlabel.worker.jobs.contract``), so
 any API replica reports the same cluster-wide values.
 
 Each call builds its own :class:`prometheus_client.CollectorRegistry` (kept on
@@ -13,9 +13,10 @@ uvicorn process per container and scale with replicas: request counters live in 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import redis
 from fastapi import FastAPI, Response
@@ -36,7 +37,7 @@ from rq import Queue
 from rq.worker_registration import get_keys as worker_keys
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from worker.job_metrics import read_job_timings
+from softlabel.worker.jobs.contract import BUCKETS_S, JOB_STAGE_KEY, STAGE_FIELD_SEPARATOR, format_le
 
 METRICS_PATH = "/metrics"
 UNMATCHED_ROUTE = "<unmatched>"  # label for requests no route matched (keeps label values bounded)
@@ -54,6 +55,39 @@ JOB_STATES: dict[str, str | None] = {
 }
 
 log = logging.getLogger("softlabel.metrics")
+
+@dataclass
+class StageHistogram:
+    """One (stage, backend) series read back: cumulative buckets, count and sum in seconds."""
+
+    stage: str
+    backend: str
+    buckets: list[tuple[str, int]] = field(default_factory=list)  # (le, cumulative count), +Inf last
+    count: int = 0
+    sum_s: float = 0.0
+
+
+def read_job_timings(connection: redis.Redis) -> Iterator[StageHistogram]:
+    """Every (stage, backend) histogram in Redis, with cumulative buckets (for ``/metrics``)."""
+    raw = connection.hgetall(JOB_STAGE_KEY)
+    series: dict[tuple[str, str], dict[str, float]] = {}
+    for key, value in raw.items():
+        parts = (key.decode() if isinstance(key, bytes) else key).split(STAGE_FIELD_SEPARATOR)
+        if len(parts) < 3:
+            continue
+        stage, backend, kind = parts[0], parts[1], STAGE_FIELD_SEPARATOR.join(parts[2:])
+        series.setdefault((stage, backend), {})[kind] = float(value)
+    bounds = [*BUCKETS_S, math.inf]
+    for (stage, backend), values in sorted(series.items()):
+        histogram = StageHistogram(stage, backend, sum_s=values.get("sum", 0.0))
+        cumulative = 0
+        for bound in bounds:
+            le = format_le(bound)
+            cumulative += int(values.get(f"bucket{STAGE_FIELD_SEPARATOR}{le}", 0))
+            histogram.buckets.append((le, cumulative))
+        histogram.count = cumulative  # the +Inf bucket, written in the same transaction as "count"
+        yield histogram
+
 
 RedisFactory = Callable[[], redis.Redis]
 QueueNames = Callable[[], Sequence[str]] | Sequence[str]

@@ -17,10 +17,10 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from service.schemas import JobProgress, JobPublic, StudyStatus
-from service.settings import Settings
-from worker.job_payload import SOFTEN_JOB, SoftenJobPayload
-from worker.job_stop import clear_stop_requests, request_stop
+from softlabel.worker.jobs.contract import SOFTEN_JOB, STOP_KEY, STOP_TTL_S, SoftenJobPayload
+
+from .schemas import JobProgress, JobPublic, StudyStatus
+from .settings import Settings
 
 RETRY_INTERVALS_S = [10, 30, 60]  # seconds before the 1st, 2nd and 3rd retry
 ACTIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.CREATED}
@@ -34,6 +34,19 @@ _STUDY_STATUS: dict[JobStatus, StudyStatus] = {
     JobStatus.STOPPED: "failed",
     JobStatus.CANCELED: "canceled",
 }
+
+
+
+def request_stop(connection: redis.Redis, job_id: str) -> None:
+    """Ask a running job to stop at its next progress report (the worker honours the key)."""
+    connection.set(STOP_KEY.format(job_id=job_id), 1, ex=STOP_TTL_S)
+
+
+def clear_stop_requests(connection: redis.Redis, job_ids: Iterable[str]) -> None:
+    """Forget old stop requests for ids about to be queued again."""
+    keys = [STOP_KEY.format(job_id=job_id) for job_id in job_ids]
+    if keys:
+        connection.delete(*keys)
 
 
 def job_id_for(dataset_id: str, labelset: str, case_id: str) -> str:
@@ -101,7 +114,7 @@ def enqueue(queue: Queue, payloads: Iterable[SoftenJobPayload], settings: Settin
 
 def cancel(connection: redis.Redis, job: Job) -> None:
     """Cancel a queued job, or stop a running one: a forking worker kills its work horse at
-    once, a non-forking one stops the job at its next stage (``worker.job_stop``)."""
+    once, a non-forking one stops the job at its next stage (``worker.jobs.stop``)."""
     if job.get_status() == JobStatus.STARTED:
         try:  # RQ's command first: its worker then records the job as stopped, not failed
             send_stop_job_command(connection, job.id, serializer=JSONSerializer)

@@ -6,9 +6,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from service.layout import ID_PATTERN
-from service.tokens import Scope
-from worker.config import Method, SofteningConfig
+from softlabel.worker.engine.config import Method, SofteningConfig
+
+from .layout import ID_PATTERN
+from .tokens import Scope
 
 IdStr = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 StudyStatus = Literal["queued", "running", "finished", "failed", "canceled", "missing"]
@@ -212,7 +213,7 @@ class ManifestPublic(BaseModel):
 
 
 class JobProgress(BaseModel):
-    stage: str | None = Field(None, description="started, read, normalise (GPU only), superpixels, soften, write, preview, done")
+    stage: str | None = Field(None, description="started, read, rescale (GPU only), superpixels, soften, write, preview, done")
     fraction: float = Field(0.0, ge=0, le=1)
 
 

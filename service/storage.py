@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from worker.atomic import atomic_path, write_json_atomic
-from worker.job_files import file_sha256
+from softlabel.worker.engine.io.atomic import atomic_path, write_json_atomic
+from softlabel.worker.engine.io.files import file_sha256
 
 
 class Storage(Protocol):

@@ -7,11 +7,11 @@ import binascii
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from service import layout
-from service.datasets import case_ids
-from service.errors import ApiError, not_found
-from service.schemas import FilePublic, QueuedJobPublic, StudiesPublic, StudyPublic
-from service.storage import Storage
+from . import layout
+from .datasets import case_ids
+from .errors import ApiError, not_found
+from .schemas import FilePublic, QueuedJobPublic, StudiesPublic, StudyPublic
+from .storage import Storage
 
 MAX_PAGE_SIZE = 1000  # studies per page
 

@@ -16,21 +16,21 @@ from pathlib import Path
 from typing import BinaryIO
 
 import nibabel as nib
-
 from rq import Queue
 
-from service import layout
-from service.datasets import Dataset, refresh_num_training, utc_now
-from service.errors import ApiError, conflict
-from service.labelsets import list_labelsets, queue_studies
-from service.locks import dataset_lock
-from service.schemas import QueuedJobPublic
-from service.settings import Settings
-from service.storage import Storage
-from worker.job_files import file_sha256
-from service.studies import StoredFile, Study
-from worker import nifti_io
-from worker.errors import InputError
+from softlabel.worker.engine.errors import InputError
+from softlabel.worker.engine.io import nifti as nifti_io
+from softlabel.worker.engine.io.files import file_sha256
+
+from . import layout
+from .datasets import Dataset, refresh_num_training, utc_now
+from .errors import ApiError, conflict
+from .labelsets import list_labelsets, queue_studies
+from .locks import dataset_lock
+from .schemas import QueuedJobPublic
+from .settings import Settings
+from .storage import Storage
+from .studies import StoredFile, Study
 
 GZIP_MAGIC = b"\x1f\x8b"
 COPY_CHUNK_BYTES = 1 << 20  # bytes copied at a time from the request to scratch space

@@ -19,7 +19,7 @@ def _service_errors() -> tuple[type[Exception], ...]:
     """Errors reported as one line: bad input, and the service's answers or absence."""
     import httpx
 
-    from service.client import ApiError
+    from softlabel.service.client import ApiError
 
     return (ValueError, ApiError, TimeoutError, httpx.TransportError)
 
@@ -37,7 +37,7 @@ def metrics_command(
     num_classes: Annotated[Optional[int], typer.Option("--num-classes", help="K; default: largest label seen + 1.")] = None,
 ) -> None:
     """Print Dice, VS, HD95, ASD and ASSD (mm) per class and their mean as JSON."""
-    from trainer.metrics_cli import score_files
+    from .metrics_cli import score_files
 
     try:
         result = score_files(pred, truth, ignore=ignore or [], num_classes=num_classes)
@@ -61,7 +61,7 @@ def make_benchmark_command(
     token: TokenOption = None,
 ) -> None:
     """Write the MNI152 benchmark with perturbed training annotations and clean truth."""
-    from trainer.benchmark_data import write_benchmark
+    from .benchmark_data import write_benchmark
 
     try:
         dataset = write_benchmark(out, strength=strength, n_2d=n_2d, n_3d=n_3d, seed=seed, spacing_mm=spacing_mm, crop_vox=crop)
@@ -71,9 +71,9 @@ def make_benchmark_command(
     disagreement = sum(c["disagreement_in_brain"] for c in cases) / len(cases)
     typer.echo(f"wrote {len(cases)} cases to {out} (annotation differs from clean truth in {disagreement:.1%} of brain voxels)")
     if upload:
-        from service.client import SoftlabelClient
+        from softlabel.service.client import SoftlabelClient
 
-        from trainer.remote import upload_benchmark
+        from .remote import upload_benchmark
 
         try:
             with SoftlabelClient(api, token=token) as client:
@@ -107,8 +107,8 @@ def train_command(
     token: TokenOption = None,
 ) -> None:
     """Train a U-Net on a labelset pulled from the service, then evaluate it on the test split."""
-    from trainer.config import TrainConfig, read_fields
-    from trainer.run import load_training_data, train_and_evaluate
+    from .config import TrainConfig, read_fields
+    from .run import load_training_data, train_and_evaluate
 
     options = {
         "dataset": dataset, "labelset": labelset, "api": api, "model": model, "loss": loss, "alpha": alpha, "beta": beta,
@@ -141,7 +141,7 @@ def evaluate_command(
     token: TokenOption = None,
 ) -> None:
     """Score a checkpoint (SPEC section 3 metrics): JSON, per-class CSV, markdown table, overlays."""
-    from trainer.run import evaluate_checkpoint
+    from .run import evaluate_checkpoint
 
     try:
         result = evaluate_checkpoint(checkpoint, out_dir=out, split=split, token=token, dataset=dataset, labelset=labelset,
@@ -158,7 +158,7 @@ def experiment_command(
     token: TokenOption = None,
 ) -> None:
     """Methods x losses x seeds on one dataset; prints the paper's Table 1 layout and paired tests."""
-    from trainer.experiment import load_config, run_experiment
+    from .experiment import load_config, run_experiment
 
     try:
         cfg = load_config(config)

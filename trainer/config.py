@@ -9,7 +9,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from trainer.losses import parse_spec
+from .losses import parse_spec
 
 
 def read_fields(path: Path) -> dict[str, Any]:

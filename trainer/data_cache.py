@@ -17,8 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from service.client import ApiError, ChecksumError, SoftlabelClient
-from trainer.datasets import CaseFiles
+from softlabel.service.client import ApiError, ChecksumError, SoftlabelClient
+
+from .datasets import CaseFiles
 
 GZIP_MAGIC = b"\x1f\x8b"
 

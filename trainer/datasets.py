@@ -20,7 +20,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from worker.boundaries import label_boundaries
+from softlabel.worker.engine.boundaries import label_boundaries
 
 
 @dataclass(frozen=True)

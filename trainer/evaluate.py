@@ -15,11 +15,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from trainer.config import TrainConfig
-from trainer.datasets import Case
-from trainer.inference import predict
-from trainer.metrics import METRICS, segmentation_metrics
-from trainer.plots import plot_overlays
+from .config import TrainConfig
+from .datasets import Case
+from .inference import predict
+from .metrics import METRICS, segmentation_metrics
+from .plots import plot_overlays
 
 PERCENT = {"dice", "vs"}  # reported in % in tables
 OVERLAY_CASES = 4  # cases shown in overlays.png

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from trainer.config import TrainConfig, read_fields
-from trainer.losses import parse_spec
-from trainer.metrics import METRICS
+from .config import TrainConfig, read_fields
+from .losses import parse_spec
+from .metrics import METRICS
 
 HEADERS = {"dice": "Dice (%) ↑", "vs": "VS (%) ↑", "hd95": "HD95 (mm) ↓", "asd": "ASD (mm) ↓", "assd": "ASSD (mm) ↓"}
 TESTED = ("hd95", "assd")  # metrics of the paired test against the baseline
@@ -84,16 +84,16 @@ def run_dir(cfg: ExperimentConfig, method: MethodSpec, loss: str, seed: int) -> 
 
 def run_experiment(cfg: ExperimentConfig, *, token: str | None = None, progress: bool = True, log=print) -> dict:
     """Train and evaluate every (method, loss, seed); write ``results.json`` and ``table.md``."""
-    from trainer.run import load_training_data, train_and_evaluate
+    from .run import load_training_data, train_and_evaluate
 
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     (cfg.out_dir / "experiment.json").write_text(cfg.model_dump_json(indent=2))
     pending = [m for m in cfg.methods for loss in m.losses for seed in cfg.seeds
                if not (run_dir(cfg, m, loss, seed) / "eval" / "metrics.json").exists()]
     if pending and cfg.create_labelsets:
-        from service.client import SoftlabelClient
+        from softlabel.service.client import SoftlabelClient
 
-        from trainer.remote import ensure_labelset
+        from .remote import ensure_labelset
 
         probe = cfg.run_config(cfg.methods[0], cfg.methods[0].losses[0], cfg.seeds[0])
         with SoftlabelClient(probe.api, token=token) as client:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.config import TrainConfig
-from trainer.models import build_unet
+from .config import TrainConfig
+from .models import build_unet
 
 
 def resolve_device(name: str) -> torch.device:

@@ -8,7 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from trainer.metrics import segmentation_metrics
+from .metrics import segmentation_metrics
 
 AFFINE_ATOL_MM = 1e-3  # largest tolerated difference between the two affines, in mm
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from service.client import ApiError, SoftlabelClient
+from softlabel.service.client import ApiError, SoftlabelClient
 
 
 def upload_benchmark(client: SoftlabelClient, folder: Path, *, dataset_id: str, log: Callable[[str], None] = print) -> dict:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from trainer.config import TrainConfig
-from trainer.data_cache import DataCache, fetch_labelset
-from trainer.datasets import load_case, split_cases
-from trainer.train import TrainingData
+from .config import TrainConfig
+from .data_cache import DataCache, fetch_labelset
+from .datasets import load_case, split_cases
+from .train import TrainingData
 
 
 def load_training_data(cfg: TrainConfig, *, token: str | None = None, need_soft: bool | None = None) -> TrainingData:
@@ -35,9 +35,9 @@ def load_training_data(cfg: TrainConfig, *, token: str | None = None, need_soft:
 def train_and_evaluate(cfg: TrainConfig, run_dir: Path, *, data: TrainingData, resume: bool = False,
                        progress: bool = True) -> dict:
     """Train into ``run_dir`` and evaluate its best checkpoint on the test split (``run_dir/eval``)."""
-    from trainer.evaluate import evaluate_cases
-    from trainer.inference import load_checkpoint, resolve_device
-    from trainer.train import train
+    from .evaluate import evaluate_cases
+    from .inference import load_checkpoint, resolve_device
+    from .train import train
 
     train(cfg, data, run_dir, resume=resume, progress=progress)
     device = resolve_device(cfg.device)
@@ -55,8 +55,8 @@ def evaluate_checkpoint(checkpoint: Path, *, out_dir: Path | None = None, split:
     recorded split; the default on the training dataset) or ``all`` (the default on another
     dataset). Outputs go to ``out_dir`` (default: ``<run>/eval-<split>``).
     """
-    from trainer.evaluate import evaluate_cases
-    from trainer.inference import load_checkpoint, resolve_device
+    from .evaluate import evaluate_cases
+    from .inference import load_checkpoint, resolve_device
 
     model, meta = load_checkpoint(checkpoint)
     trained = TrainConfig(**meta["config"])

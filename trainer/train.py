@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.config import TrainConfig
-from trainer.datasets import Case, PatchSampler, default_patch_size, save_splits
-from trainer.inference import predict, resolve_device
-from trainer.losses import SegmentationLoss, class_weights
-from trainer.metrics import dice_scores
-from trainer.models import build_unet, size_divisor
-from trainer.plots import plot_curves
+from .config import TrainConfig
+from .datasets import Case, PatchSampler, default_patch_size, save_splits
+from .inference import predict, resolve_device
+from .losses import SegmentationLoss, class_weights
+from .metrics import dice_scores
+from .models import build_unet, size_divisor
+from .plots import plot_curves
 
 RUNNING_LOSS_DECAY = 0.9  # exponential moving average of the loss shown in the progress bar
 

@@ -19,18 +19,20 @@ from typing import Annotated, Any, Optional, TypeVar
 import typer
 from pydantic import ValidationError
 
-from worker import __version__
-from worker.atomic import write_json_atomic
-from worker.config import DEFAULT_COMPACTNESS, DEFAULT_N_SEGMENTS, SofteningConfig
-from worker.errors import InputError
-from worker.pipeline import soften_files
+from . import __version__
+from .engine.config import SofteningConfig
+from .engine.errors import InputError
+from .engine.io.atomic import write_json_atomic
+from .engine.pipeline import soften_files
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 F = TypeVar("F", bound=Callable[..., Any])
+DEFAULTS = SofteningConfig()  # the options' defaults are the configuration's (engine/config.py)
 
 MethodOpt = Annotated[str, typer.Option("--method", help="superpixel | gaussian | smoothing | hard")]
 NSegmentsOpt = Annotated[int, typer.Option("--n-segments", help="SLIC superpixel count")]
-CompactnessOpt = Annotated[float, typer.Option("--compactness", help="SLIC compactness ([0, 1]-normalised intensities)")]
+CompactnessOpt = Annotated[float, typer.Option("--compactness", help="SLIC compactness (intensities rescaled to [0, 1])")]
+MaxNumIterOpt = Annotated[int, typer.Option("--max-num-iter", help="SLIC iterations at most")]
 SigmaOpt = Annotated[float, typer.Option("--sigma", help="gaussian std, in voxels or mm (see --distance)")]
 EpsOpt = Annotated[float, typer.Option("--eps", help="label smoothing epsilon")]
 DistanceOpt = Annotated[str, typer.Option("--distance", help="voxel | mm: unit of distances and sigma")]
@@ -61,12 +63,13 @@ def exits_on_bad_input(func: F) -> F:
 
 
 def build_config(
-    method: str, n_segments: int, compactness: float, sigma: float, eps: float, distance: str, normalize: bool, dtype: str, slic: str
+    method: str, n_segments: int, compactness: float, max_num_iter: int, sigma: float, eps: float, distance: str,
+    normalize: bool, dtype: str, slic: str,
 ) -> SofteningConfig:
     """A validated configuration from CLI options (pydantic reports the bad option)."""
     return SofteningConfig(
-        method=method, n_segments=n_segments, compactness=compactness, sigma=sigma, eps=eps,
-        distance=distance, normalize=normalize, dtype=dtype, slic=slic,
+        method=method, n_segments=n_segments, compactness=compactness, max_num_iter=max_num_iter, sigma=sigma,
+        eps=eps, distance=distance, normalize=normalize, dtype=dtype, slic=slic,
     )  # fmt: skip
 
 
@@ -114,21 +117,22 @@ def soften(
     label: Annotated[Path, typer.Option("--label", help="integer label map")],
     out: Annotated[Path, typer.Option("--out", help="soft labels, 4D NIfTI (X, Y, Z, K)")],
     classes: Annotated[Optional[int], typer.Option("--classes", help="K, the dataset's class count")] = None,
-    method: MethodOpt = "superpixel",
-    n_segments: NSegmentsOpt = DEFAULT_N_SEGMENTS,
-    compactness: CompactnessOpt = DEFAULT_COMPACTNESS,
-    sigma: SigmaOpt = 1.0,
-    eps: EpsOpt = 0.1,
-    distance: DistanceOpt = "voxel",
-    normalize: NormalizeOpt = False,
+    method: MethodOpt = DEFAULTS.method,
+    n_segments: NSegmentsOpt = DEFAULTS.n_segments,
+    compactness: CompactnessOpt = DEFAULTS.compactness,
+    max_num_iter: MaxNumIterOpt = DEFAULTS.max_num_iter,
+    sigma: SigmaOpt = DEFAULTS.sigma,
+    eps: EpsOpt = DEFAULTS.eps,
+    distance: DistanceOpt = DEFAULTS.distance,
+    normalize: NormalizeOpt = DEFAULTS.normalize,
     save_superpixels: Annotated[Optional[Path], typer.Option("--save-superpixels", help="write the superpixel map here")] = None,
     superpixels: Annotated[Optional[Path], typer.Option("--superpixels", help="reuse this superpixel map")] = None,
-    dtype: DtypeOpt = "uint8",
-    slic: SlicOpt = "native",
+    dtype: DtypeOpt = DEFAULTS.dtype,
+    slic: SlicOpt = DEFAULTS.slic,
     backend: BackendOpt = "auto",
 ) -> None:
     """Soften one study's label map."""
-    config = build_config(method, n_segments, compactness, sigma, eps, distance, normalize, dtype, slic)
+    config = build_config(method, n_segments, compactness, max_num_iter, sigma, eps, distance, normalize, dtype, slic)
     with stage_progress() as report:
         result = soften_files(
             image, label, out, config=config, num_classes=classes, superpixels_in=superpixels,
@@ -146,22 +150,23 @@ def soften(
 def soften_dataset(
     dataset: Annotated[Path, typer.Argument(help="nnU-Net raw dataset folder (dataset.json, imagesTr, labelsTr)")],
     out: Annotated[Path, typer.Option("--out", help="output folder: <case>.nii.gz per case")],
-    method: MethodOpt = "superpixel",
-    n_segments: NSegmentsOpt = DEFAULT_N_SEGMENTS,
-    compactness: CompactnessOpt = DEFAULT_COMPACTNESS,
-    sigma: SigmaOpt = 1.0,
-    eps: EpsOpt = 0.1,
-    distance: DistanceOpt = "voxel",
-    normalize: NormalizeOpt = False,
+    method: MethodOpt = DEFAULTS.method,
+    n_segments: NSegmentsOpt = DEFAULTS.n_segments,
+    compactness: CompactnessOpt = DEFAULTS.compactness,
+    max_num_iter: MaxNumIterOpt = DEFAULTS.max_num_iter,
+    sigma: SigmaOpt = DEFAULTS.sigma,
+    eps: EpsOpt = DEFAULTS.eps,
+    distance: DistanceOpt = DEFAULTS.distance,
+    normalize: NormalizeOpt = DEFAULTS.normalize,
     save_superpixels: Annotated[bool, typer.Option("--save-superpixels", help="also write <case>_superpixels.nii.gz")] = False,
-    dtype: DtypeOpt = "uint8",
-    slic: SlicOpt = "native",
+    dtype: DtypeOpt = DEFAULTS.dtype,
+    slic: SlicOpt = DEFAULTS.slic,
     backend: BackendOpt = "auto",
 ) -> None:
     """Soften every case of an nnU-Net raw dataset; finished cases are skipped (resumable)."""
-    from worker.nnunet import scan_dataset
+    from .engine.io.raw_dataset import scan_dataset
 
-    config = build_config(method, n_segments, compactness, sigma, eps, distance, normalize, dtype, slic)
+    config = build_config(method, n_segments, compactness, max_num_iter, sigma, eps, distance, normalize, dtype, slic)
     raw = scan_dataset(dataset)
     ending = raw.file_ending
     _claim_output_folder(out, config)
@@ -207,8 +212,8 @@ def preview(
     superpixels: Annotated[Optional[Path], typer.Option("--superpixels", help="superpixel map to outline")] = None,
 ) -> None:
     """Image, superpixel boundaries, label and soft-label heat map side by side."""
-    from worker import nifti_io
-    from worker.preview import render_preview
+    from .engine.io import nifti as nifti_io
+    from .engine.preview import render_preview
 
     soft_data = nifti_io.read_soft_labels(soft)
     study = nifti_io.read_study(image, label, num_classes=soft_data.shape[-1])
@@ -231,7 +236,7 @@ def demo_study(
     synthetic: Annotated[bool, typer.Option("--synthetic", help="the synthetic 48x240x240 3-channel 11-class phantom instead of MNI152")] = False,
 ) -> None:
     """Write a demo study: the MNI152 brain (T1, 4 tissue classes) as an nnU-Net raw dataset."""
-    from worker.demo_data import mni152_study, synthetic_study, write_dataset_json, write_study
+    from .engine.demo_data import mni152_study, synthetic_study, write_dataset_json, write_study
 
     study = synthetic_study() if synthetic else mni152_study()
     case_id = "synthetic_001" if synthetic else "mni152_001"
@@ -241,7 +246,7 @@ def demo_study(
     tell(f"wrote {out}: {', '.join(p.name for p in images)}, {label.name} (K = {study.num_classes})")
 
 
-def main() -> None:  # pragma: no cover - console entry for `python -m worker.cli`
+def main() -> None:  # pragma: no cover - console entry for `python -m softlabel.worker.cli`
     app(prog_name="softlabel")
 
 

@@ -16,14 +16,14 @@ from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from rq import Queue
 
-from service import queue as jobs
-from service import tokens
-from service.datasets import Dataset, get_dataset
-from service.errors import ApiError
-from service.layout import ID_PATTERN
-from service.settings import Settings, get_settings
-from service.storage import LocalStorage, Storage
-from service.tokens import Scope, TokenRecord
+from .. import queue as jobs
+from .. import tokens
+from ..datasets import Dataset, get_dataset
+from ..errors import ApiError
+from ..layout import ID_PATTERN
+from ..settings import Settings, get_settings
+from ..storage import LocalStorage, Storage
+from ..tokens import Scope, TokenRecord
 
 REDIS_CONNECT_TIMEOUT_S = 5  # seconds to open a connection (readiness fails fast)
 REDIS_SOCKET_TIMEOUT_S = 30  # seconds one Redis command may take

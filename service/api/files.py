@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi.responses import FileResponse
 
-from service.errors import ApiError
-from service.storage import Storage
+from ..errors import ApiError
+from ..storage import Storage
 
 NIFTI_MEDIA_TYPE = "application/gzip"  # .nii.gz
 

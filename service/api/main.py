@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from service.api.routes import datasets, jobs, labelsets, studies, tokens
-from service.schemas import ErrorPublic
+from ..schemas import ErrorPublic
+from .routes import datasets, jobs, labelsets, studies, tokens
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorPublic, "description": "no token, an unknown one or a revoked one"},

@@ -1,11 +1,13 @@
-"""Fixtures for the offline deployment checks (helpers live in ``deploy_helpers``)."""
+"""Fixtures for the offline deployment checks (helpers live in ``helpers.deploy``), and a real Redis."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from deploy_helpers import K8S, OVERLAYS, kustomize
+
+from helpers.deploy import K8S, OVERLAYS, kustomize
+from helpers.redis_server import redis_server, redis_url  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from deploy_helpers import COMPOSE_FILE, ENV_EXAMPLE, compose, compose_config, read_env_file
+from helpers.deploy import COMPOSE_FILE, ENV_EXAMPLE, compose, compose_config, read_env_file
 
 WORKERS = ("worker-gpu", "worker-cpu")
 

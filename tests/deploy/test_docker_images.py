@@ -8,7 +8,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from deploy_helpers import DOCKER_DIR, REPO, find_tool, run
+
+from helpers.deploy import DOCKER_DIR, REPO, find_tool, run
 
 DOCKERFILES = sorted(DOCKER_DIR.glob("*.Dockerfile"))
 IMAGES = {"api", "worker-cpu", "worker-cuda", "trainer"}
@@ -78,8 +79,8 @@ def test_multi_stage_pinned_and_non_root(dockerfile: Path) -> None:
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_every_package_is_copied_and_installed(dockerfile: Path) -> None:
-    includes = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
-    packages = {pattern.rstrip("*") for pattern in includes}
+    package_dirs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    packages = set(package_dirs.values())
     copied = {source.rstrip("/") for source in copy_sources(dockerfile)}
     assert packages <= copied, f"expected COPY of {sorted(packages - copied)}"
     assert {"pyproject.toml", "README.md"} <= copied
@@ -111,7 +112,7 @@ def test_gpu_worker_is_cuda_based_never_forks_and_installs_the_gpu_extra() -> No
 
 def test_cpu_worker_api_and_trainer_commands() -> None:
     assert '"--backend", "cpu"' in cmd("worker-cpu.Dockerfile")
-    assert '"service.app:create_app", "--factory"' in cmd("api.Dockerfile")
+    assert '"softlabel.service.app:create_app", "--factory"' in cmd("api.Dockerfile")
     steps = instructions(DOCKER_DIR / "api.Dockerfile")
     assert any(keyword == "HEALTHCHECK" and "healthz" in args for keyword, args in steps)
     assert any(keyword == "RUN" and "[train]" in args for keyword, args in instructions(DOCKER_DIR / "trainer.Dockerfile"))

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from deploy_helpers import ENV_EXAMPLE, OVERLAYS, REPO, COMPOSE_FILE, compose_config, config_map_data, read_env_file
+
+from helpers.deploy import COMPOSE_FILE, ENV_EXAMPLE, OVERLAYS, REPO, compose_config, config_map_data, read_env_file
 
 PACKAGES = ("service", "worker", "trainer", "cli")
 EXTRA_FILES = ("docker/probe.py",)

@@ -8,8 +8,9 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from deploy_helpers import K8S, OVERLAYS, config_map_data, find, kustomize, one
 from rq import Queue
+
+from helpers.deploy import K8S, OVERLAYS, config_map_data, find, kustomize, one
 
 # The oldest Kubernetes we support and the newest the schemas know.
 KUBERNETES_VERSIONS = ("1.28.0", kubernetes_validate.latest_version())

@@ -14,7 +14,8 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from deploy_helpers import OVERLAYS, find, one
+
+from helpers.deploy import OVERLAYS, find, one
 
 CRD_FILE = Path(__file__).parent / "fixtures" / "keda.sh_scaledobjects.yaml"
 INT32 = (-(2**31), 2**31 - 1)

@@ -1,4 +1,4 @@
-"""``service.metrics`` on a tiny FastAPI app, and ``worker.job_metrics`` on a real Redis.
+"""``service.metrics`` on a tiny FastAPI app, and the job stage histogram (``worker.jobs.soften.metrics``) on a real Redis.
 
 Expected values are counted by hand from the requests and timings each test makes.
 """
@@ -22,9 +22,9 @@ from redis.retry import Retry
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
-from service.metrics import install_metrics
-from worker import job_metrics
-from worker.job_metrics import BUCKETS_S, JOB_STAGE_KEY, read_job_timings, record_job_timings
+from softlabel.service.metrics import install_metrics, read_job_timings
+from softlabel.worker.jobs.contract import BUCKETS_S, JOB_STAGE_KEY
+from softlabel.worker.jobs.metrics import record_job_timings
 
 QUEUE = "softlabel-test"
 
@@ -254,7 +254,7 @@ def test_redis_down_is_reported_not_raised(tmp_path: Path) -> None:
 
 def test_bucket_bounds_are_increasing_and_versioned() -> None:
     assert list(BUCKETS_S) == sorted(set(BUCKETS_S))
-    assert ":v1:" in job_metrics.JOB_STAGE_KEY
+    assert ":v1:" in JOB_STAGE_KEY
 
 
 def test_installing_never_touches_redis() -> None:

@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from service_helpers import ADMIN, dataset_body
 
-from service.app import create_app
-from service.settings import Settings
+from helpers.redis_server import redis_server, redis_url  # noqa: F401 (fixtures)
+from helpers.service import ADMIN, dataset_body
+from softlabel.service.app import create_app
+from softlabel.service.settings import Settings
 
 with warnings.catch_warnings():  # Starlette 1.x warns that TestClient still wraps httpx
     warnings.simplefilter("ignore", UserWarning)

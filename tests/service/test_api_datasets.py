@@ -7,7 +7,8 @@ from pathlib import Path
 
 import nibabel as nib
 import pytest
-from service_helpers import CLASSES, SHAPE, dataset_body, multipart, write_tiny_study
+
+from helpers.service import CLASSES, SHAPE, dataset_body, multipart, write_tiny_study
 
 pytestmark = pytest.mark.redis
 
@@ -38,7 +39,7 @@ def test_dataset_folder_is_a_valid_nnunet_raw_dataset(api, dataset, tmp_path, se
     assert sorted(p.name for p in (root / "labelsTr").iterdir()) == ["c001.nii.gz"]
     # Per-channel gzipped uploads are stored byte for byte.
     assert (root / "imagesTr" / "c001_0001.nii.gz").read_bytes() == files.images[1].read_bytes()
-    from worker.nnunet import scan_dataset
+    from softlabel.worker.engine.io.raw_dataset import scan_dataset
 
     assert [c.case_id for c in scan_dataset(root).cases] == ["c001"]
 

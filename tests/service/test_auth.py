@@ -4,7 +4,8 @@ token, and admin-only token management. Only /healthz is open."""
 from __future__ import annotations
 
 import pytest
-from service_helpers import ADMIN, dataset_body
+
+from helpers.service import ADMIN, dataset_body
 
 pytestmark = pytest.mark.redis
 

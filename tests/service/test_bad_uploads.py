@@ -12,9 +12,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from service_helpers import ADMIN, SHAPE, StudyFiles, dataset_body, write_tiny_study
 
-from service.app import create_app
+from helpers.service import ADMIN, SHAPE, StudyFiles, dataset_body, write_tiny_study
+from softlabel.service.app import create_app
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)

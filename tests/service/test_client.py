@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from service_helpers import ADMIN, CLASSES, LABELSET_PARAMS, dataset_body, run_burst_workers, write_tiny_study
 from typer.testing import CliRunner
 
-from cli.main import app as softlabel
-from service.app import create_app
-from service.client import ApiError, ChecksumError, SoftlabelClient
-from worker.demo_data import write_dataset_json
+from helpers.service import ADMIN, CLASSES, LABELSET_PARAMS, dataset_body, run_burst_workers, write_tiny_study
+from softlabel.cli.main import app as softlabel
+from softlabel.service.app import create_app
+from softlabel.service.client import ApiError, ChecksumError, SoftlabelClient
+from softlabel.worker.engine.demo_data import write_dataset_json
 
 pytestmark = pytest.mark.redis
 

@@ -6,8 +6,8 @@ import signal
 
 import pytest
 
-from service import embedded
-from service.embedded import WORKER_RESTART_LIMIT, WORKER_RESTART_WINDOW_S, EmbeddedStack, RestartLimit, exit_reason
+from softlabel.service import embedded
+from softlabel.service.embedded import WORKER_RESTART_LIMIT, WORKER_RESTART_WINDOW_S, EmbeddedStack, RestartLimit, exit_reason
 
 
 class ExitedChild:

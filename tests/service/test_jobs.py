@@ -14,15 +14,25 @@ import pytest
 import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from service_helpers import (
-    BIG, CLASSES, LABELSET_PARAMS, multipart, run_burst_workers, start_slow_job, start_worker, wait_for_end,
-    wait_for_stage, write_tiny_study,
-)  # fmt: skip
 
-from worker import __version__
-from worker.config import SofteningConfig
-from worker.job_stop import STOP_KEY, STOP_TTL_S, clear_stop_requests, request_stop, stop_requested
-from worker.pipeline import soften_files
+from helpers.service import (
+    BIG,
+    CLASSES,
+    LABELSET_PARAMS,
+    multipart,
+    run_burst_workers,
+    start_slow_job,
+    start_worker,
+    wait_for_end,
+    wait_for_stage,
+    write_tiny_study,
+)  # fmt: skip
+from softlabel.service.queue import clear_stop_requests, request_stop
+from softlabel.worker import __version__
+from softlabel.worker.engine.config import SofteningConfig
+from softlabel.worker.engine.pipeline import soften_files
+from softlabel.worker.jobs.contract import STOP_KEY, STOP_TTL_S
+from softlabel.worker.jobs.stop import stop_requested
 
 pytestmark = pytest.mark.redis
 
@@ -72,9 +82,9 @@ def test_soft_label_of_an_uploaded_study_equals_the_engine_output(api, dataset, 
     assert record["params"] == SofteningConfig(**LABELSET_PARAMS).output_params()
     assert [i["sha256"] for i in record["inputs"]["images"]] == [i["sha256"] for i in uploaded["images"]]
     assert record["inputs"]["label"]["sha256"] == uploaded["label"]["sha256"]
-    # On the CPU the channels are normalised as they are read: no "normalise" stage of its own.
+    # On the CPU the channels are rescaled as they are read: no "rescale" stage of its own.
     assert {"read", "superpixels", "soften", "write", "preview", "total"} <= set(record["timings_s"])
-    assert "normalise" not in record["timings_s"]
+    assert "rescale" not in record["timings_s"]
 
     job_id = api.get(f"/v1/datasets/{dataset}/labelsets/sp/studies").json()["data"][0]["job_id"]
     job = api.get(f"/v1/jobs/{job_id}").json()
@@ -88,7 +98,7 @@ def test_soft_label_of_an_uploaded_study_equals_the_engine_output(api, dataset, 
     # Job payloads crossing Redis are (zlib-compressed) JSON, not pickle.
     raw = redis.Redis.from_url(settings.redis_url).hget(f"rq:job:{job_id}", "data")
     func, _, args, _ = json.loads(zlib.decompress(raw))
-    assert func == "worker.jobs.soften_study" and args[0]["case_id"] == "c001"
+    assert func == "softlabel.worker.jobs.soften.soften_study" and args[0]["case_id"] == "c001"
 
 
 @pytest.mark.slow

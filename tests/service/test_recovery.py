@@ -14,14 +14,22 @@ from pathlib import Path
 import nibabel as nib
 import pytest
 import redis
-from service_helpers import (
-    ADMIN, BIG, CLASSES, dataset_body, multipart, run_burst_workers, start_slow_job, start_worker, wait_for_stage,
+
+from helpers.service import (
+    ADMIN,
+    BIG,
+    CLASSES,
+    dataset_body,
+    multipart,
+    run_burst_workers,
+    start_slow_job,
+    start_worker,
+    wait_for_stage,
     write_tiny_study,
 )  # fmt: skip
-
-from service.app import create_app
-from service.embedded_redis import EmbeddedRedis
-from service.settings import Settings
+from softlabel.service.app import create_app
+from softlabel.service.embedded_redis import EmbeddedRedis
+from softlabel.service.settings import Settings
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)

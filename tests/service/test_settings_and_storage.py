@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.settings import Settings, get_settings
-from service.storage import LocalStorage
+from softlabel.service.settings import Settings, get_settings
+from softlabel.service.storage import LocalStorage
 
 
 def test_settings_come_from_the_environment(monkeypatch, tmp_path):

@@ -16,10 +16,10 @@ import nibabel as nib
 import pytest
 import redis
 from rq import Queue, Worker
-from service_helpers import LABELSET_PARAMS, dataset_body, start_slow_job, wait_for_end, wait_for_stage, write_tiny_study
 
-from service.client import SoftlabelClient
-from service.embedded import STATE_FILE, TOKEN_FILE, EmbeddedStack, admin_token
+from helpers.service import LABELSET_PARAMS, dataset_body, start_slow_job, wait_for_end, wait_for_stage, write_tiny_study
+from softlabel.service.client import SoftlabelClient
+from softlabel.service.embedded import STATE_FILE, TOKEN_FILE, EmbeddedStack, admin_token
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from trainer import benchmark_data as bd
+from softlabel.trainer import benchmark_data as bd
 
 SPACING_MM = 4.0  # coarse, so the tests are fast
 

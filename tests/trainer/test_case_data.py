@@ -4,7 +4,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from trainer.datasets import (
+from softlabel.trainer.datasets import (
     Case,
     CaseFiles,
     PatchSampler,
@@ -12,7 +12,7 @@ from trainer.datasets import (
     load_case,
     split_cases,
 )
-from worker.boundaries import label_boundaries as boundary_mask
+from softlabel.worker.engine.boundaries import label_boundaries as boundary_mask
 
 AFFINE = np.diag([0.8, 1.2, 2.5, 1.0])
 

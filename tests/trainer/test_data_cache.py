@@ -6,10 +6,10 @@ import random
 
 import httpx
 import pytest
-from trainer_fakes import API, FakeService, sha
 
-from service.client import SoftlabelClient
-from trainer.data_cache import DataCache, fetch_labelset
+from helpers.trainer_fakes import API, FakeService, sha
+from softlabel.service.client import SoftlabelClient
+from softlabel.trainer.data_cache import DataCache, fetch_labelset
 
 # A stand-in for a .nii.gz file, larger than the client's 1 MiB write buffer so that an
 # interrupted download leaves bytes behind.

@@ -4,10 +4,17 @@ import json
 
 import httpx
 import pytest
-from trainer_fakes import API, tiny_dataset
 from typer.testing import CliRunner
 
-from trainer.experiment import ExperimentConfig, MethodSpec, compare_to_baseline, load_config, render_markdown, table_rows
+from helpers.trainer_fakes import API, tiny_dataset
+from softlabel.trainer.experiment import (
+    ExperimentConfig,
+    MethodSpec,
+    compare_to_baseline,
+    load_config,
+    render_markdown,
+    table_rows,
+)
 
 METHODS = [
     {"name": "baseline", "labelset": "hard", "method": "hard", "losses": ["ce+dice"]},
@@ -87,7 +94,7 @@ def test_load_config_toml(tmp_path):
 @pytest.mark.slow
 def test_tiny_experiment_end_to_end(tmp_path, monkeypatch):
     pytest.importorskip("monai")
-    from trainer.cli import app
+    from softlabel.trainer.cli import app
 
     fake, truth_dir = tiny_dataset(tmp_path / "data", labelset="sp", n=6)
     hard_url = "/v1/datasets/d1/labelsets/hard/manifest"

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from trainer import losses  # noqa: E402
+from softlabel.trainer import losses  # noqa: E402
 
 LN3 = math.log(3.0)
 

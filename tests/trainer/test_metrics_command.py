@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from trainer.cli import app
+from softlabel.trainer.cli import app
 
 AFFINE = np.diag([0.5, 2.0, 1.5, 1.0])
 MOVED = AFFINE + np.array([[0, 0, 0, 1.0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])  # 1 mm along x

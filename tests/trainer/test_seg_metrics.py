@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from trainer import metrics
+from softlabel.trainer import metrics
 
 # MONAI 1.5+ warns about its own internal use of a deprecated argument.
 pytestmark = pytest.mark.filterwarnings("ignore:.*always_return_as_numpy:FutureWarning")

@@ -8,13 +8,13 @@ import pytest
 
 pytest.importorskip("monai")
 
-from service.client import SoftlabelClient  # noqa: E402
-from service.embedded import EmbeddedStack, admin_token  # noqa: E402
-from trainer.benchmark_data import write_benchmark  # noqa: E402
-from trainer.config import TrainConfig  # noqa: E402
-from trainer.experiment import ExperimentConfig, run_experiment  # noqa: E402
-from trainer.remote import upload_benchmark  # noqa: E402
-from trainer.run import load_training_data  # noqa: E402
+from softlabel.service.client import SoftlabelClient  # noqa: E402
+from softlabel.service.embedded import EmbeddedStack, admin_token  # noqa: E402
+from softlabel.trainer.benchmark_data import write_benchmark  # noqa: E402
+from softlabel.trainer.config import TrainConfig  # noqa: E402
+from softlabel.trainer.experiment import ExperimentConfig, run_experiment  # noqa: E402
+from softlabel.trainer.remote import upload_benchmark  # noqa: E402
+from softlabel.trainer.run import load_training_data  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 

@@ -5,16 +5,17 @@ import json
 import httpx
 import numpy as np
 import pytest
-from trainer_fakes import API, tiny_dataset
 from typer.testing import CliRunner
+
+from helpers.trainer_fakes import API, tiny_dataset
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
 
-from trainer.cli import app  # noqa: E402
-from trainer.config import TrainConfig  # noqa: E402
-from trainer.run import load_training_data, train_and_evaluate  # noqa: E402
-from trainer.train import train  # noqa: E402
+from softlabel.trainer.cli import app  # noqa: E402
+from softlabel.trainer.config import TrainConfig  # noqa: E402
+from softlabel.trainer.run import load_training_data, train_and_evaluate  # noqa: E402
+from softlabel.trainer.train import train  # noqa: E402
 
 TINY = {"channels": (4, 8), "num_res_units": 0, "batch_size": 2, "steps_per_epoch": 2, "lr": 1e-2}
 

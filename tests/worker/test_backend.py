@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from worker.backend import backend_of, cpu_threads, gpu_unavailable_reason, resolve_backend, to_host
-from worker.config import SofteningConfig
-from worker.pipeline import soften_arrays
+from softlabel.worker.engine.backend import backend_of, cpu_threads, gpu_unavailable_reason, resolve_backend, to_host
+from softlabel.worker.engine.config import SofteningConfig
+from softlabel.worker.engine.pipeline import soften_arrays
 
 
 def test_cpu_is_always_cpu() -> None:
@@ -44,7 +44,7 @@ def test_cpu_threads_is_the_openmp_runtimes_count() -> None:
 
     def threads(preset: str | None) -> int:
         env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | ({"OMP_NUM_THREADS": preset} if preset else {})
-        code = "from worker.backend import cpu_threads; print(cpu_threads())"
+        code = "from softlabel.worker.engine.backend import cpu_threads; print(cpu_threads())"
         return int(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
 
     assert threads("3") == 3

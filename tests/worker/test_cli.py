@@ -10,10 +10,10 @@ import nibabel as nib
 import numpy as np
 from typer.testing import CliRunner
 
-from cli.main import app
-from worker import nifti_io
-from worker.config import SofteningConfig
-from worker.pipeline import soften_arrays
+from softlabel.worker.cli import app
+from softlabel.worker.engine.config import SofteningConfig
+from softlabel.worker.engine.io import nifti as nifti_io
+from softlabel.worker.engine.pipeline import soften_arrays
 
 runner = CliRunner()
 
@@ -46,7 +46,7 @@ def test_soften_reuses_given_superpixels_across_methods(tmp_path: Path, small_st
     result = runner.invoke(app, soften_args(small_study, tmp_path / "b.nii.gz", "--superpixels", str(sp), "--distance", "mm"))
     assert result.exit_code == 0, result.output
     stages_run = result.output.split("(cpu;")[1]
-    assert "soften" in stages_run and "superpixels" not in stages_run and "normalise" not in stages_run
+    assert "soften" in stages_run and "superpixels" not in stages_run and "rescale" not in stages_run
 
 
 def test_bad_input_exits_1_with_one_line(tmp_path: Path, small_study: dict) -> None:
@@ -119,7 +119,7 @@ def test_preview_writes_a_png(tmp_path: Path, small_study: dict) -> None:
 
 
 def test_preview_of_stored_uint8_soft_labels_shows_what_the_float_ones_show(tmp_path: Path, small_study: dict) -> None:
-    from worker.preview import render_preview
+    from softlabel.worker.engine.preview import render_preview
 
     study = nifti_io.read_study(small_study["images"], small_study["label"], num_classes=4)
     kwargs = dict(config=SofteningConfig(n_segments=20), num_classes=4, spacing_mm=study.spacing_mm, backend="cpu")
@@ -133,9 +133,9 @@ def test_preview_of_stored_uint8_soft_labels_shows_what_the_float_ones_show(tmp_
 
 
 def test_launcher_knows_the_engine_commands() -> None:
-    """cli.launcher picks engine commands by name before importing NumPy: the same names."""
-    from cli.launcher import ENGINE_COMMANDS
-    from worker import cli as worker_cli
+    """softlabel.cli.launcher picks engine commands by name before importing NumPy: the same names."""
+    from softlabel.cli.launcher import ENGINE_COMMANDS
+    from softlabel.worker import cli as worker_cli
 
     names = {info.name or info.callback.__name__.replace("_", "-") for info in worker_cli.app.registered_commands}
     assert ENGINE_COMMANDS == names
@@ -147,7 +147,7 @@ def test_console_script_exit_status_and_output(tmp_path: Path, small_study: dict
     import subprocess
     import sys
 
-    entry = [sys.executable, "-c", "from cli.launcher import main; main()"]
+    entry = [sys.executable, "-c", "from softlabel.cli.launcher import main; main()"]
     out = tmp_path / "soft.nii.gz"
     ok = subprocess.run(entry + soften_args(small_study, out), capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr

@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.worker.conftest import image_from_label, random_label
-from worker.backend import gpu_unavailable_reason, release_device_memory
-from worker.config import SofteningConfig
-from worker.nifti_io import quantize_soft_labels
-from worker.normalize import normalize_channels
-from worker.pipeline import soften_arrays
+from helpers.studies import image_from_label, random_label
+from softlabel.worker.engine.backend import gpu_unavailable_reason, release_device_memory
+from softlabel.worker.engine.config import SofteningConfig
+from softlabel.worker.engine.intensity import rescale_intensities
+from softlabel.worker.engine.io.nifti import quantize_soft_labels
+from softlabel.worker.engine.pipeline import soften_arrays
 
 pytestmark = pytest.mark.gpu
 SPACING = (1.2, 0.9, 2.0)
@@ -59,7 +59,7 @@ def test_gpu_soft_labels_match_cpu(cp, config: SofteningConfig) -> None:
 
 def test_gpu_normalisation_matches_cpu(cp) -> None:
     image, _, _ = _study(seed=3)
-    np.testing.assert_allclose(normalize_channels(cp.asarray(image)).get(), normalize_channels(image), atol=1e-6)
+    np.testing.assert_allclose(rescale_intensities(cp.asarray(image)).get(), rescale_intensities(image), atol=1e-6)
 
 
 def test_native_slic_pipeline_runs_on_the_device(cp) -> None:
@@ -67,7 +67,7 @@ def test_native_slic_pipeline_runs_on_the_device(cp) -> None:
     config = SofteningConfig(slic="native", n_segments=60)
     result = soften_arrays(image, label, config=config, num_classes=10, spacing_mm=SPACING, backend="gpu")
     assert isinstance(result.superpixels, cp.ndarray) and isinstance(result.soft, cp.ndarray)
-    assert set(result.timings_s) == {"normalise", "superpixels", "soften"}
+    assert set(result.timings_s) == {"rescale", "superpixels", "soften"}
 
 
 def test_device_memory_is_released_between_studies(cp) -> None:

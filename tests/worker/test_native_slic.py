@@ -2,8 +2,7 @@
 
 Also: the output contract, a hand-checked example, the tie rule, the
 connectivity rule, argument errors, and the quality ratios against
-scikit-image on a small phantom. The helpers above the tests are shared with
-``test_native_slic_cuda_source.py`` and ``test_native_slic_gpu.py``.
+scikit-image on a small phantom. The cases and oracles are in ``helpers.slic_cases``.
 """
 
 from __future__ import annotations
@@ -15,26 +14,12 @@ import pytest
 from scipy import ndimage
 from skimage.segmentation import slic
 
-from worker.native_slic import cpu, native_slic, reference
-from worker.native_slic import connectivity as compiled_connectivity
-from worker.native_slic.driver import run_kmeans
-from worker.native_slic.grid import SlicGrid, make_grid
-from worker.native_slic.quality import boundary_recall, undersegmentation_error
-
-
-def phantom(shape: tuple[int, ...], channels: int, seed: int) -> np.ndarray:
-    """float32 (shape, C) in [0, 1]: smooth random blobs plus noise."""
-    rng = np.random.default_rng(seed)
-    smooth = ndimage.gaussian_filter(rng.random(shape + (channels,)), sigma=(2.0,) * len(shape) + (0,))
-    smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min())
-    return np.clip(smooth + 0.05 * rng.standard_normal(smooth.shape), 0, 1).astype(np.float32)
-
-
-def blob_mask(shape: tuple[int, ...], seed: int) -> np.ndarray:
-    """bool (shape): a smooth random region with holes and several pieces."""
-    rng = np.random.default_rng(seed)
-    return ndimage.gaussian_filter(rng.random(shape), 2.5) > 0.5
-
+from helpers.slic_cases import TWO_CELLS, blob_mask, float32_oracle, midway_state, permuted_pairs, phantom, scrambled
+from softlabel.worker.engine.superpixels.native_slic import connectivity as compiled_connectivity
+from softlabel.worker.engine.superpixels.native_slic import cpu, native_slic, reference
+from softlabel.worker.engine.superpixels.native_slic.driver import run_kmeans, slic_with
+from softlabel.worker.engine.superpixels.native_slic.grid import make_grid
+from softlabel.worker.engine.superpixels.native_slic.quality import boundary_recall, undersegmentation_error
 
 CASES = [  # shape, channels, spacing (mm), n_segments, compactness
     ((17, 23, 11), 3, (1.0, 0.8, 2.5), 40, 0.1),
@@ -54,34 +39,9 @@ def test_compiled_equals_reference(shape, channels, spacing, n_segments, compact
     mask = blob_mask(shape, seed=3) if use_mask else None
     kwargs = dict(n_segments=n_segments, compactness=compactness, spacing=spacing, mask=mask,
                   enforce_connectivity=connect)
-    expected = native_slic(image, implementation="reference", **kwargs)
-    got = native_slic(image, implementation="compiled", **kwargs)
+    expected = slic_with(reference, image, **kwargs)
+    got = native_slic(image, **kwargs)
     np.testing.assert_array_equal(got, expected)
-
-
-def midway_state(shape, channels, spacing, n_segments, use_mask, iterations=3):
-    """Image, mask, grid, weight and the twin's centres/labels after a few rounds."""
-    image = phantom(shape, channels, seed=11)
-    mask = blob_mask(shape, seed=5) if use_mask else None
-    grid = make_grid(shape, spacing, n_segments, mask)
-    image3 = image.reshape(grid.shape + (channels,))
-    mask3 = None if mask is None else mask.reshape(grid.shape)
-    weight = np.float32((0.1 / grid.step_mm) ** 2)
-    centres = grid.initial_centres(channels)
-    labels = np.full(grid.shape, -1, dtype=np.int32)
-    for _ in range(iterations):
-        reference.assign(image3, mask3, centres, grid, weight, labels)
-        centres = reference.update_centres(image3, labels, centres)
-    return image3, mask3, grid, weight, centres, labels
-
-
-def scrambled(centres, grid, seed):
-    """Arbitrary centres (anywhere in the volume, any colour): every candidate can win."""
-    rng = np.random.default_rng(seed)
-    out = centres.copy()
-    out[:, :3] = rng.uniform(-1, np.asarray(grid.shape), size=(len(out), 3))
-    out[:, 3:] = rng.random((len(out), out.shape[1] - 3))
-    return out.astype(np.float32)
 
 
 @pytest.mark.parametrize("scramble", [False, True])
@@ -152,8 +112,7 @@ def test_two_flat_halves():
     image[:, 4:] = 1.0
     expected = np.zeros((6, 8), dtype=np.int32)
     expected[:, 4:] = 1
-    for implementation in ("reference", "compiled"):
-        got = native_slic(image, n_segments=2, compactness=0.1, implementation=implementation)
+    for got in (slic_with(reference, image, n_segments=2, compactness=0.1), native_slic(image, n_segments=2, compactness=0.1)):
         np.testing.assert_array_equal(got, expected)
     sk = slic(image, n_segments=2, compactness=0.1, channel_axis=-1, convert2lab=False, start_label=0)
     np.testing.assert_array_equal(sk, expected)
@@ -169,51 +128,6 @@ def test_exact_ties_go_to_the_lowest_centre_index():
         labels = np.full((1, 1, 5), -1, dtype=np.int32)
         impl.assign(image, None, centres, grid, np.float32(0.01), labels)
         assert labels.ravel().tolist() == [0, 0, 0, 1, 1]
-
-
-def permuted_pairs(n_cases: int, seed: int):
-    """Cases where two centres tie in exact arithmetic and float32 rounding decides.
-
-    Each case is a (1, 1, 2) volume with one centre per voxel column; for voxel 0
-    the centres' offsets (and colour differences) are the same three numbers in
-    a rotated order, so only the order of the additions tells them apart.
-    Yields ``(image, centres)``.
-    """
-    rng = np.random.default_rng(seed)
-    for _ in range(n_cases):
-        a = rng.uniform(0.05, 0.95, size=3).astype(np.float32)
-        image = rng.uniform(0.2, 0.8, size=(1, 1, 2, 3)).astype(np.float32)
-        pixel = image[0, 0, 0]
-        centres = np.empty((2, 6), dtype=np.float32)
-        centres[0, :3], centres[1, :3] = -a, -np.roll(a, 1)  # voxel 0 sits at the origin
-        t = rng.uniform(-0.3, 0.3, size=3).astype(np.float32)
-        centres[0, 3:], centres[1, 3:] = pixel - t, pixel - np.roll(t, 1)
-        yield image, centres
-
-
-def float32_oracle(image, centres, grid, weight):
-    """The documented distance, written out with float32 scalars; argmin with ties to the lowest k."""
-    out = np.empty(grid.shape, dtype=np.int32)
-    f32 = np.float32
-    for idx in np.ndindex(grid.shape):
-        best, best_k = f32(np.inf), -1
-        for k in range(len(centres)):
-            d = [(f32(i) - centres[k, a]) * f32(grid.spacing_mm[a]) for a, i in enumerate(idx)]
-            space = d[0] * d[0] + (d[1] * d[1] + d[2] * d[2])
-            colour = f32(0)
-            for c in range(image.shape[-1]):
-                t = image[idx][c] - centres[k, 3 + c]
-                colour = colour + t * t
-            dist = colour + f32(weight) * space
-            if dist < best:
-                best, best_k = dist, k
-        out[idx] = best_k
-    return out
-
-
-# Seeds at voxels 0 and 2 (the second past the image): both voxels have both centres as candidates.
-TWO_CELLS = SlicGrid(shape=(1, 1, 2), spacing_mm=(1.0, 1.0, 1.0), step=(1, 1, 2), start=(0, 0, 0),
-                     cell_centre=np.array([[[0, 1]]], dtype=np.int32), step_mm=1.0)
 
 
 def test_rounding_decides_ties_identically():
@@ -279,7 +193,7 @@ def test_connectivity_matches_on_random_label_maps():
 THREAD_CHECK = """
 import sys
 import numpy as np
-from worker.native_slic import native_slic, connectivity
+from softlabel.worker.engine.superpixels.native_slic import native_slic, connectivity
 image, labels = np.load(sys.argv[1] + "/image.npy"), np.load(sys.argv[1] + "/labels.npy")
 np.save(sys.argv[1] + "/slic.npy", native_slic(image, n_segments=60, compactness=0.1, spacing=(1.0, 0.8, 2.5)))
 np.save(sys.argv[1] + "/connected.npy", connectivity.enforce_connectivity(labels, 3))
@@ -333,12 +247,10 @@ BAD_ARGUMENTS = [
     (np.zeros((8, 9, 1), np.float32), {"compactness": 0.0}, "expected finite compactness > 0"),
     (np.zeros((8, 9, 1), np.float32), {"max_num_iter": 0}, "expected integer max_num_iter >= 1"),
     (np.zeros((8, 9, 1), np.float32), {"min_size_factor": -1.0}, "expected min_size_factor >= 0"),
-    (np.zeros((8, 9, 1), np.float32), {"max_size_factor": 0.1}, "expected max_size_factor >= min_size_factor"),
     (np.zeros((8, 9, 1), np.float32), {"mask": np.ones((8, 8), bool)}, "expected mask of the spatial shape"),
     (np.zeros((8, 9, 1), np.float32), {"mask": np.zeros((8, 9), bool)}, "expected a mask with at least one"),
     (np.full((8, 9, 1), np.nan, np.float32), {}, "expected finite image values"),
     (np.zeros((8, 9, 1), np.float32), {"backend": "tpu"}, "expected backend in"),
-    (np.zeros((8, 9, 1), np.float32), {"implementation": "fast"}, "expected implementation in"),
 ]
 
 

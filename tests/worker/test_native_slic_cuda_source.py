@@ -9,7 +9,7 @@
    sequential run computes what the device computes, up to the order of the
    float64 atomics. This covers the index arithmetic, the candidate loop, the
    tie rule, the union-find of the connectivity pass and the argument lists
-   of :mod:`worker.native_slic.cuda_kernels` against the twin. It does not
+   of :mod:`worker.engine.superpixels.native_slic.cuda_kernels` against the twin. It does not
    cover the CUDA compiler, the device's arithmetic, or races between
    threads (the union-find's atomicMin retries only matter there);
    ``test_native_slic_gpu.py`` does, on a GPU.
@@ -34,13 +34,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import worker.native_slic
-from worker.native_slic import cuda_kernels, native_slic, reference
-from worker.native_slic.driver import run_kmeans
-from worker.native_slic.grid import make_grid
-from worker.native_slic.merge import components_from_roots, merge_small_components
-
-from test_native_slic import TWO_CELLS, blob_mask, float32_oracle, midway_state, permuted_pairs, phantom, scrambled
+import softlabel.worker.engine.superpixels.native_slic as native_slic_package
+from helpers.slic_cases import TWO_CELLS, blob_mask, float32_oracle, midway_state, permuted_pairs, phantom, scrambled
+from softlabel.worker.engine.superpixels.native_slic import cuda_kernels, native_slic, reference
+from softlabel.worker.engine.superpixels.native_slic.driver import run_kmeans
+from softlabel.worker.engine.superpixels.native_slic.grid import make_grid
+from softlabel.worker.engine.superpixels.native_slic.merge import components_from_roots, merge_small_components
 
 SHIM = r"""
 #include <cstring>
@@ -103,7 +102,7 @@ def launch(lib, name, n_items, args, threads=None):
 
 
 def emulated_steps(lib, threads=None):
-    """The step functions of worker.native_slic.gpu, on the emulated kernels."""
+    """The step functions of worker.engine.superpixels.native_slic.gpu, on the emulated kernels."""
 
     def assign(image, mask, centres, grid, weight, labels):
         changed = np.zeros(1, dtype=np.int32)
@@ -129,7 +128,7 @@ def emulated_steps(lib, threads=None):
 
 
 def emulated_components(lib, labels, threads=None):
-    """worker.native_slic.gpu.components, on the emulated kernels."""
+    """softlabel.worker.engine.superpixels.native_slic.gpu.components, on the emulated kernels."""
     parent = np.empty(labels.size, dtype=np.int32)
     launch(lib, "softlabel_ccl_init", labels.size, cuda_kernels.ccl_init_args(labels, parent), threads)
     launch(lib, "softlabel_ccl_merge", labels.size, cuda_kernels.ccl_merge_args(labels, parent), threads)
@@ -273,7 +272,7 @@ def make_fake_cupy(compile_source):
 
 @pytest.fixture
 def fake_cupy(monkeypatch, tmp_path):
-    """Install the stand-in cupy; forget worker.native_slic.gpu afterwards."""
+    """Install the stand-in cupy; forget worker.engine.superpixels.native_slic.gpu afterwards."""
     if shutil.which("g++") is None:
         pytest.skip("g++ not found: cannot emulate the CUDA kernels on the host")
     built = {}
@@ -290,9 +289,9 @@ def fake_cupy(monkeypatch, tmp_path):
     fake = make_fake_cupy(compile_source)
     monkeypatch.setitem(sys.modules, "cupy", fake)
     yield fake
-    sys.modules.pop("worker.native_slic.gpu", None)
-    if hasattr(worker.native_slic, "gpu"):
-        delattr(worker.native_slic, "gpu")
+    sys.modules.pop("softlabel.worker.engine.superpixels.native_slic.gpu", None)
+    if hasattr(native_slic_package, "gpu"):
+        delattr(native_slic_package, "gpu")
 
 
 @pytest.mark.parametrize("use_mask", [False, True])

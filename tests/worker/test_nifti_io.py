@@ -10,11 +10,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.worker.conftest import SPACING
-from worker import nifti_io
-from worker.config import SofteningConfig
-from worker.errors import InputError
-from worker.pipeline import soften_arrays, soften_files
+from helpers.studies import SPACING
+from softlabel.worker.engine.config import SofteningConfig
+from softlabel.worker.engine.errors import InputError
+from softlabel.worker.engine.io import nifti as nifti_io
+from softlabel.worker.engine.pipeline import soften_arrays, soften_files
 
 
 def save(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
@@ -63,17 +63,17 @@ def test_an_error_in_on_channel_reaches_the_caller(small_study: dict) -> None:
         nifti_io.read_study(small_study["images"], small_study["label"], num_classes=4, on_channel=fail)
 
 
-def test_cpu_pipeline_normalising_while_reading_equals_the_array_pipeline(tmp_path: Path, small_study: dict) -> None:
-    """soften_files normalises the channels as they are read (no "normalise" stage on the CPU);
+def test_cpu_pipeline_rescaling_while_reading_equals_the_array_pipeline(tmp_path: Path, small_study: dict) -> None:
+    """soften_files rescales the channels as they are read (no "rescale" stage on the CPU);
     the soft labels and superpixels equal those of soften_arrays on the study as read."""
     config = SofteningConfig(n_segments=40)
     out = tmp_path / "soft.nii.gz"
     result = soften_files(small_study["images"], small_study["label"], out, config=config, num_classes=4, backend="cpu")
-    assert "normalise" not in result.timings_s and "read" in result.timings_s
+    assert "rescale" not in result.timings_s and "read" in result.timings_s
     study = result.study
     from_arrays = soften_arrays(study.image, study.label, config=config, num_classes=4, spacing_mm=study.spacing_mm,
                                 backend="cpu", as_stored=True)  # fmt: skip
-    assert "normalise" in from_arrays.timings_s
+    assert "rescale" in from_arrays.timings_s
     np.testing.assert_array_equal(result.superpixels, from_arrays.superpixels)
     np.testing.assert_array_equal(nib.load(out).dataobj.get_unscaled(), from_arrays.soft)
 

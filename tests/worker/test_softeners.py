@@ -7,9 +7,9 @@ import pytest
 from pydantic import ValidationError
 from scipy import ndimage
 
-from tests.worker.conftest import random_label
-from worker.config import SofteningConfig
-from worker.softeners import soften_label
+from helpers.studies import random_label
+from softlabel.worker.engine.config import SofteningConfig
+from softlabel.worker.engine.softening.softeners import soften_label
 
 SPACING_3D = (1.5, 1.0, 3.0)
 
@@ -100,7 +100,7 @@ def test_output_key_ignores_other_methods_parameters() -> None:
     ],
 )
 def test_as_stored_gives_uint8_straight_away_only_where_it_is_exact(config: SofteningConfig, stored_dtype) -> None:
-    from worker.nifti_io import quantize_soft_labels
+    from softlabel.worker.engine.io.nifti import quantize_soft_labels
 
     label = random_label((14, 12, 9), 4, seed=7)
     superpixels = (np.indices(label.shape) // 3).sum(axis=0).astype(np.int32)

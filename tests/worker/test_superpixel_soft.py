@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tests.worker.conftest import random_label
-from worker.boundaries import face_boundary
-from worker.superpixel_soft import bounding_boxes, mixed_superpixels, superpixel_soft_labels
+from helpers.soft_labels import assert_same_soft_labels
+from helpers.studies import random_label
+from softlabel.worker.engine.boundaries import face_boundary
+from softlabel.worker.engine.softening.superpixel_soft import bounding_boxes, mixed_superpixels, superpixel_soft_labels
 
 
 def test_spec_worked_example() -> None:
@@ -89,16 +90,6 @@ def test_bounding_boxes_match_find_objects() -> None:
         assert [b.stop for b in box] == stop[s].tolist()
 
 
-def assert_same_soft_labels(fast: np.ndarray, naive: np.ndarray, spacing: tuple | None) -> None:
-    """Voxel for voxel. In voxel units every squared distance is an exact integer, so the
-    restricted (compiled, worker.soften_cpu) and naive (SciPy) transforms agree bit for bit; with mm spacing the two
-    may round an exactly tied distance differently in the last bit, so allow 1 float32 ulp."""
-    if spacing is None or all(float(s).is_integer() for s in spacing):
-        np.testing.assert_array_equal(fast, naive)
-    else:
-        np.testing.assert_array_max_ulp(fast, naive, maxulp=1)
-
-
 @pytest.mark.parametrize(
     ("shape", "num_classes", "n_segments", "spacing", "seed"),
     [
@@ -138,7 +129,7 @@ def test_shape_mismatch_is_rejected() -> None:
 
 
 def test_label_boundaries_is_the_union_of_class_boundaries() -> None:
-    from worker.boundaries import label_boundaries
+    from softlabel.worker.engine.boundaries import label_boundaries
 
     label = random_label((14, 11, 7), 6, seed=9)
     union = np.zeros(label.shape, dtype=bool)

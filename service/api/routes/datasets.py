@@ -6,15 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
 
-from service import datasets as ds
-from service import layout
-from service.api.deps import DatasetDep, ReadScope, RedisDep, SettingsDep, StorageDep, WriteScope
-from service.datasets import case_ids, labelset_names
-from service.imports import import_zip
-from service.labelsets import cancel_jobs
-from service.locks import dataset_lock
-from service.schemas import DatasetCreate, DatasetPublic, DatasetsPublic
-from service.uploads import UploadedFile
+from ... import datasets as ds
+from ... import layout
+from ...datasets import case_ids, labelset_names
+from ...imports import import_zip
+from ...labelsets import cancel_jobs
+from ...locks import dataset_lock
+from ...schemas import DatasetCreate, DatasetPublic, DatasetsPublic
+from ...uploads import UploadedFile
+from ..deps import DatasetDep, ReadScope, RedisDep, SettingsDep, StorageDep, WriteScope
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 

@@ -8,8 +8,8 @@ import redis
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service.api.deps import ReadScope, RedisDep, SettingsDep
-from service.schemas import HealthPublic, ReadyPublic
+from ...schemas import HealthPublic, ReadyPublic
+from ..deps import ReadScope, RedisDep, SettingsDep
 
 router = APIRouter(tags=["health"])
 

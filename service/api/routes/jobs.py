@@ -6,18 +6,17 @@ from typing import Annotated
 
 from fastapi import APIRouter
 from fastapi import Path as PathParam
-
-from service import labelsets as ls
-from service import queue as jobs
 from rq.job import Job, JobStatus
 
-from service.api.deps import QueueDep, ReadScope, RedisDep, SettingsDep, StorageDep, WriteScope
-from service.datasets import get_dataset
-from service.errors import conflict, not_found
-from service.layout import JOB_ID_PATTERN
-from service.locks import dataset_lock
-from service.schemas import JobPublic
-from service.studies import get_study
+from ... import labelsets as ls
+from ... import queue as jobs
+from ...datasets import get_dataset
+from ...errors import conflict, not_found
+from ...layout import JOB_ID_PATTERN
+from ...locks import dataset_lock
+from ...schemas import JobPublic
+from ...studies import get_study
+from ..deps import QueueDep, ReadScope, RedisDep, SettingsDep, StorageDep, WriteScope
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 

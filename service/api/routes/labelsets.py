@@ -8,9 +8,23 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
-from service import labelsets as ls
-from service import layout
-from service.api.deps import (
+from ... import labelsets as ls
+from ... import layout
+from ...datasets import case_ids
+from ...errors import ApiError, conflict
+from ...locks import dataset_lock
+from ...queue import error_message
+from ...schemas import (
+    LabelsetCreate,
+    LabelsetPublic,
+    LabelsetsPublic,
+    LabelsetStudiesPublic,
+    LabelsetStudyPublic,
+    ManifestPublic,
+)
+from ...storage import Storage
+from ...studies import MAX_PAGE_SIZE, get_study, page_of_cases
+from ..deps import (
     CaseId,
     DatasetDep,
     LabelsetName,
@@ -21,21 +35,7 @@ from service.api.deps import (
     StorageDep,
     WriteScope,
 )
-from service.api.files import FILE_RESPONSE, PNG_RESPONSE, file_response
-from service.datasets import case_ids
-from service.errors import ApiError, conflict
-from service.locks import dataset_lock
-from service.queue import error_message
-from service.schemas import (
-    LabelsetCreate,
-    LabelsetPublic,
-    LabelsetsPublic,
-    LabelsetStudiesPublic,
-    LabelsetStudyPublic,
-    ManifestPublic,
-)
-from service.storage import Storage
-from service.studies import MAX_PAGE_SIZE, get_study, page_of_cases
+from ..files import FILE_RESPONSE, PNG_RESPONSE, file_response
 
 router = APIRouter(prefix="/datasets/{dataset_id}/labelsets", tags=["labelsets"])
 

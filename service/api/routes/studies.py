@@ -7,16 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 
-from service import layout
-from service import studies as st
-from service.api.deps import CaseId, DatasetDep, QueueDep, ReadScope, RedisDep, SettingsDep, StorageDep, WriteScope
-from service.api.files import FILE_RESPONSE, file_response
-from service.datasets import labelset_names, refresh_num_training
-from service.errors import not_found
-from service.labelsets import cancel_jobs
-from service.locks import dataset_lock
-from service.schemas import StudiesPublic, StudyPublic
-from service.uploads import UploadedFile, add_study
+from ... import layout
+from ... import studies as st
+from ...datasets import labelset_names, refresh_num_training
+from ...errors import not_found
+from ...labelsets import cancel_jobs
+from ...locks import dataset_lock
+from ...schemas import StudiesPublic, StudyPublic
+from ...uploads import UploadedFile, add_study
+from ..deps import CaseId, DatasetDep, QueueDep, ReadScope, RedisDep, SettingsDep, StorageDep, WriteScope
+from ..files import FILE_RESPONSE, file_response
 
 router = APIRouter(prefix="/datasets/{dataset_id}/studies", tags=["studies"])
 

@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter
 from fastapi import Path as PathParam
 
-from service import tokens
-from service.api.deps import AdminScope, RedisDep
-from service.errors import not_found
-from service.schemas import TokenCreate, TokenCreated, TokenPublic, TokensPublic
+from ... import tokens
+from ...errors import not_found
+from ...schemas import TokenCreate, TokenCreated, TokenPublic, TokensPublic
+from ..deps import AdminScope, RedisDep
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], dependencies=[AdminScope])
 

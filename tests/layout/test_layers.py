@@ -1,0 +1,87 @@
+"""The installed namespace and the layers: one top-level package, contracts that a broken
+import breaks, and engine tests that need no queue or web stack."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from .conftest import PACKAGES, REPO, venv_tool
+
+
+def test_the_layer_contracts_hold(run) -> None:
+    result = run([venv_tool("lint-imports")])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "broken" in result.stdout and "0 broken" in result.stdout
+
+
+@pytest.mark.parametrize(("module", "line", "contract"), [
+    ("worker/engine/config.py", "import rq", "The engine imports no queue, web or training library"),
+    ("worker/engine/softening/softeners.py", "from ...jobs import contract", "The engine imports neither the job side"),
+    ("trainer/metrics.py", "from softlabel.service import storage", "The trainer reaches the service only through its HTTP client"),
+    ("service/datasets.py", "from softlabel.worker.engine import pipeline", "The service imports of the worker only"),
+])  # fmt: skip
+def test_a_broken_import_breaks_its_contract(run, tmp_path: Path, module: str, line: str, contract: str) -> None:
+    """A copy of the packages, one import added, checked with the repository's contracts."""
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, tmp_path / "softlabel" / package, ignore=shutil.ignore_patterns("*.so", "*.c"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    target = tmp_path / "softlabel" / module
+    target.write_text(target.read_text() + f"\n{line}\n")
+    result = run([venv_tool("lint-imports")], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode != 0, result.stdout
+    assert f"{contract}" in result.stdout and "BROKEN" in result.stdout, result.stdout
+
+
+def test_engine_tests_collect_without_the_queue_or_web_stack(run) -> None:
+    result = run([sys.executable, "-m", "pytest", "tests/worker", "--collect-only", "-q", "-p", "no:cacheprovider",
+                  "-p", "helpers.import_guard"])  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "tests collected" in result.stdout or " collected" in result.stdout
+
+
+def test_the_suite_runs_from_any_working_directory(run, tmp_path: Path) -> None:
+    result = run([sys.executable, "-m", "pytest", str(REPO / "tests/worker/test_softeners.py"), "-q", "-p", "no:cacheprovider"],
+                 cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0 and " passed" in result.stdout, result.stdout + result.stderr
+
+
+def test_softlabel_imports_from_anywhere_and_the_old_names_do_not(run, tmp_path: Path) -> None:
+    result = run([sys.executable, "-c", "import softlabel.worker.engine, softlabel.service.app, softlabel.cli.main"], cwd=Path("/"))
+    assert result.returncode == 0, result.stderr
+    for old in PACKAGES:
+        result = run([sys.executable, "-c", f"import {old}"], cwd=Path("/"))
+        assert result.returncode != 0 and "ModuleNotFoundError" in result.stderr, (old, result.stderr)
+
+
+def test_a_foreign_service_package_does_not_shadow_ours(run, tmp_path: Path) -> None:
+    """Other distributions named service, worker, trainer or cli may sit beside softlabel."""
+    for name in PACKAGES:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text("FOREIGN = True\n")
+    code = ("import service, worker; assert service.FOREIGN and worker.FOREIGN; "
+            "import softlabel.service.app, softlabel.worker.jobs.soften, softlabel.trainer.cli, softlabel.cli.main")
+    result = run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_the_wheel_holds_one_top_level_package(run, tmp_path: Path) -> None:
+    """``pip wheel .`` (the C kernels compile: about a minute on 2 cores)."""
+    result = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+                  str(REPO)], timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (wheel,) = tmp_path.glob("softlabel-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        top_level = archive.read(next(n for n in names if n.endswith(".dist-info/top_level.txt"))).decode().split()
+    assert top_level == ["softlabel"]
+    assert {name.split("/")[0] for name in names} == {"softlabel", next(n for n in names if ".dist-info/" in n).split("/")[0]}
+    for package in PACKAGES:
+        assert f"softlabel/{package}/__init__.py" in names
+    kernels = [name for name in names if name.endswith(".so")]
+    assert len(kernels) == 4 and all(name.startswith("softlabel/worker/engine/") for name in kernels), kernels

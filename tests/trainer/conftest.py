@@ -1,0 +1,1 @@
+"""Trainer fixtures: none shared yet; the trainer's tests build their data with ``helpers``."""

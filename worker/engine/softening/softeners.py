@@ -1,0 +1,86 @@
+"""The four softeners behind one interface (SPEC section 1): hard, smoothing, gaussian, superpixel."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..backend import array_module, backend_of, cpu_threads, ndimage_module
+from ..config import SofteningConfig
+from .superpixel_soft import one_hot, stored_one_hot, superpixel_soft_labels
+
+GAUSSIAN_TRUNCATE = 4.0  # kernel radius in standard deviations
+
+
+def label_smoothing(label: Any, *, num_classes: int, eps: float) -> Any:
+    """``(1 - eps) * onehot + eps / K``."""
+    return one_hot(label, num_classes=num_classes) * (1 - eps) + eps / num_classes
+
+
+def gaussian_soft_labels(label: Any, *, num_classes: int, sigma_vox: Sequence[float]) -> Any:
+    """Engelen et al.: each one-hot channel blurred by a Gaussian of per-axis std ``sigma_vox``.
+
+    The image edge is extended by its nearest value, so the K channels still sum to 1.
+    """
+    backend = backend_of(label)
+    ndi = ndimage_module(backend)
+    soft = one_hot(label, num_classes=num_classes)
+
+    def blur(c: int) -> None:
+        soft[..., c] = ndi.gaussian_filter(soft[..., c], sigma_vox, mode="nearest", truncate=GAUSSIAN_TRUNCATE)
+
+    if backend == "cpu":
+        with ThreadPoolExecutor(max_workers=cpu_threads()) as pool:
+            list(pool.map(blur, range(num_classes)))
+    else:
+        for c in range(num_classes):
+            blur(c)
+    return soft
+
+
+def sum_to_one(soft: Any) -> Any:
+    """Divide each voxel's K probabilities by their sum (in place; returns ``soft``)."""
+    xp = array_module(backend_of(soft))
+    total = soft.sum(axis=-1, keepdims=True)
+    soft /= xp.maximum(total, xp.float32(1e-12))
+    return soft
+
+
+def soften_label(
+    label: Any,
+    *,
+    config: SofteningConfig,
+    num_classes: int,
+    spacing_mm: Sequence[float],
+    superpixels: Any | None = None,
+    as_stored: bool = False,
+) -> Any:
+    """Soft labels for ``label`` by ``config.method``; float32 (X, Y[, Z], K) on the label's device.
+
+    spacing_mm: voxel size per axis, used when ``config.distance == 'mm'`` (superpixel
+    distances, gaussian sigma). superpixels: required for the superpixel method.
+    as_stored: return ``config.dtype``'s stored form where it is computed directly, with no
+    float32 (X, Y[, Z], K) array: uint8 ``rint(255 q)`` for the hard and superpixel methods on
+    the CPU without ``normalize`` (float32 otherwise; ``io.nifti.quantize_soft_labels`` takes
+    either).
+    """
+    if len(spacing_mm) != label.ndim:
+        raise ValueError(f"spacing_mm: expected {label.ndim} values, got {len(spacing_mm)}")
+    in_mm = config.distance == "mm"
+    direct = as_stored and config.dtype == "uint8" and not config.normalize and backend_of(label) == "cpu"
+    dtype = "uint8" if direct else "float32"
+    if config.method == "hard":
+        soft = stored_one_hot(label, num_classes=num_classes) if direct else one_hot(label, num_classes=num_classes)
+    elif config.method == "smoothing":
+        soft = label_smoothing(label, num_classes=num_classes, eps=config.eps)
+    elif config.method == "gaussian":
+        sigma_vox = [config.sigma / s for s in spacing_mm] if in_mm else [config.sigma] * label.ndim
+        soft = gaussian_soft_labels(label, num_classes=num_classes, sigma_vox=sigma_vox)
+    else:
+        if superpixels is None:
+            raise ValueError("superpixels: expected a superpixel map for method 'superpixel', got None")
+        soft = superpixel_soft_labels(
+            label, superpixels, num_classes=num_classes, spacing=spacing_mm if in_mm else None, dtype=dtype
+        )
+    return sum_to_one(soft) if config.normalize else soft

@@ -1,0 +1,66 @@
+"""The contract between the service (which queues jobs) and the RQ workers (which run them).
+
+The service imports this module and nothing else of the job side: the job function's name, the
+JSON payload and its outputs, and the Redis keys both sides read or write. Ids, absolute paths
+and the softening configuration only; no Redis or RQ import.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..engine.config import SofteningConfig
+
+SOFTEN_JOB = "softlabel.worker.jobs.soften.soften_study"  # the job function, enqueued by name
+# The name queues filled by softlabel 0.1.0 hold; workers rename such jobs at start (docs/deploy.md).
+LEGACY_SOFTEN_JOBS = ("worker.jobs.soften_study",)
+
+# Stop requests: the service sets the key, the job checks it between stages (jobs/stop.py).
+STOP_KEY = "softlabel:stop:{job_id}"
+STOP_TTL_S = 24 * 3600  # a request outlives any job; enqueueing the id again clears it
+
+# Liveness of running jobs: the job's process renews its lease (jobs/recovery.py).
+LEASE_KEY = "softlabel:lease:{job_id}"
+RECOVERING_KEY = "softlabel:recovering:{job_id}"  # one worker recovers a given job at a time
+
+# Stage durations: workers add to one hash, the API's /metrics reads it. One field per counter:
+#     <stage>|<backend>|bucket|<le>   observations in (previous le, le], not cumulative
+#     <stage>|<backend>|count         observations
+#     <stage>|<backend>|sum           seconds, summed
+JOB_STAGE_KEY = "softlabel:metrics:v1:job_stage_seconds"  # bump the version if BUCKETS_S change
+# Upper bounds in seconds (+Inf is implicit): a 2D slice takes well under a second on a GPU, a
+# 512^3 study minutes on a CPU; the job timeout defaults to 3600 s.
+BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+STAGE_FIELD_SEPARATOR = "|"
+
+
+def format_le(bound: float) -> str:
+    """A bucket bound as Prometheus writes it: ``0.5``, ``10.0``, ``+Inf``."""
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
+
+
+class JobOutputs(BaseModel):
+    """Absolute paths the job writes, each atomically; provenance last (it marks the study done)."""
+
+    soft: str
+    superpixels: str
+    preview: str
+    provenance: str
+
+
+class SoftenJobPayload(BaseModel):
+    """Everything a worker needs to soften one study of one labelset."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset_id: str
+    labelset: str
+    case_id: str
+    num_classes: int = Field(ge=2)
+    config: SofteningConfig
+    image_paths: list[str] = Field(min_length=1, description="absolute paths, one per channel, in order")
+    label_path: str
+    outputs: JobOutputs
+    max_voxels: int | None = Field(None, gt=0, description="voxels per image file, checked on the header")

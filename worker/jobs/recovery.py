@@ -1,0 +1,156 @@
+"""Crash recovery for RQ jobs: a lease per running job, and requeuing jobs whose lease expired.
+
+The process that runs a job (the worker itself, or with ``--fork`` its work horse) renews
+``softlabel:lease:<job id>`` every ``ttl / 3`` seconds. When that process
+dies (SIGKILL, OOM, lost node) the lease expires after ``ttl`` seconds; every worker scans its
+queues' StartedJobRegistry on start and every ``ttl / 2`` seconds and requeues such jobs at
+the front, at most ``max_recoveries`` times, then fails them. RQ's own cleanup of abandoned
+jobs (execution heartbeat plus 60 s, checked every maintenance interval) stays as a backstop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+
+import redis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.job_lifecycle import record_job_failure
+
+from .contract import LEASE_KEY, LEGACY_SOFTEN_JOBS, RECOVERING_KEY, SOFTEN_JOB
+
+log = logging.getLogger(__name__)
+
+RECOVERING_LOCK_S = 30  # seconds
+
+
+def lease_holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@contextlib.contextmanager
+def job_lease(job: Job | None, *, ttl_s: int) -> Iterator[None]:
+    """Hold the job's lease while the body runs (renewed from a daemon thread)."""
+    if job is None:  # called outside RQ (tests, benchmarks)
+        yield
+        return
+    key, holder = LEASE_KEY.format(job_id=job.id), lease_holder()
+    connection = job.connection
+    connection.set(key, holder, ex=ttl_s)
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(ttl_s / 3):
+            with contextlib.suppress(redis.RedisError):  # Redis restarting: try again next beat
+                connection.set(key, holder, ex=ttl_s)
+
+    thread = threading.Thread(target=renew, name=f"lease-{job.id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        with contextlib.suppress(redis.RedisError):
+            connection.delete(key)
+
+
+def _age_s(moment: datetime | None) -> float:
+    if moment is None:
+        return 0.0
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return (datetime.now(timezone.utc) - moment).total_seconds()
+
+
+def requeue_abandoned(connection: redis.Redis, queues: Sequence[Queue], *, lease_ttl_s: int, max_recoveries: int) -> list[str]:
+    """Requeue started jobs whose lease expired (their process died); returns their ids."""
+    recovered = []
+    for queue in queues:
+        registry = queue.started_job_registry
+        entries: dict[str, list[str]] = {}
+        for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
+            entries.setdefault(job_id, []).append(f"{job_id}:{execution_id}")
+        for job_id, keys in entries.items():
+            if connection.exists(LEASE_KEY.format(job_id=job_id)):
+                continue
+            try:
+                job = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
+            except NoSuchJobError:
+                continue
+            # A job that has only just started may not hold its lease yet.
+            if job.get_status() != JobStatus.STARTED or _age_s(job.started_at) < lease_ttl_s:
+                continue
+            if not connection.set(RECOVERING_KEY.format(job_id=job_id), lease_holder(), nx=True, ex=RECOVERING_LOCK_S):
+                continue
+            _recover(connection, queue, job, keys, max_recoveries=max_recoveries)
+            recovered.append(job_id)
+    return recovered
+
+
+def rename_legacy_jobs(connection: redis.Redis, queues: Sequence[Queue]) -> list[str]:
+    """Point jobs queued by softlabel 0.1.0 (``worker.jobs.soften.soften_study``) at today's job
+    function; returns their ids.
+
+    Looks at the queue and at the scheduled (waiting to retry), deferred and failed (retried by
+    the API) registries; started jobs belong to a live 0.1.0 worker or to recovery, which
+    requeues them and so brings them here at the next worker start. The payload is unchanged.
+    """
+    renamed = []
+    for queue in queues:
+        registries = (queue.scheduled_job_registry, queue.deferred_job_registry, queue.failed_job_registry)
+        job_ids = [*queue.get_job_ids(), *(job_id for registry in registries for job_id in registry.get_job_ids())]
+        for job_id in dict.fromkeys(job_ids):
+            try:
+                job = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
+            except NoSuchJobError:
+                continue
+            if job.func_name in LEGACY_SOFTEN_JOBS:
+                _ = job.args, job.kwargs  # decoded before the name changes, so they are saved back
+                job.func_name = SOFTEN_JOB
+                job.save(include_meta=False)
+                renamed.append(job_id)
+    return renamed
+
+
+def _recover(connection: redis.Redis, queue: Queue, job: Job, registry_keys: list[str], *, max_recoveries: int) -> None:
+    count = int(job.meta.get("recoveries", 0)) + 1
+    job.meta["recoveries"] = count
+    with connection.pipeline() as pipe:
+        pipe.multi()  # one transaction: out of the started registry and back in the queue, or failed
+        pipe.zrem(queue.started_job_registry.key, *registry_keys)
+        if count > max_recoveries:
+            job.meta["error"] = f"the worker running this job died {count} times; giving up"
+            job.save(pipeline=pipe)
+            record_job_failure(job, job.meta["error"], pipe)
+            log.warning("job %s: worker died %d times, failed", job.id, count)
+        else:
+            queue.enqueue_job(job, pipeline=pipe, at_front=True)
+            log.warning("job %s: its worker died; requeued (recovery %d of %d)", job.id, count, max_recoveries)
+        pipe.execute()
+
+
+def start_recovery_loop(
+    connection: redis.Redis, queues: Sequence[Queue], *, lease_ttl_s: int, max_recoveries: int
+) -> threading.Event:
+    """Scan now and every ``lease_ttl_s / 2`` seconds from a daemon thread; set the event to stop."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while True:
+            try:
+                requeue_abandoned(connection, queues, lease_ttl_s=lease_ttl_s, max_recoveries=max_recoveries)
+            except redis.RedisError as exc:  # Redis restarting: scan again later
+                log.warning("crash recovery scan failed: %s", exc)
+            if stop.wait(max(lease_ttl_s / 2, 1)):
+                return
+
+    threading.Thread(target=loop, name="softlabel-recovery", daemon=True).start()
+    return stop

@@ -1,0 +1,151 @@
+"""``softlabel worker``: an RQ worker for soften jobs, with crash recovery.
+
+Workers run jobs in their own process (RQ's ``SimpleWorker``) by default, after loading the
+engine once: CUDA does not survive ``fork()``, and on the CPU a forked work horse pays for the
+fork and for starting its threads on every job. ``--fork`` selects RQ's forking
+``Worker`` on the CPU, which isolates each job in a work horse. Either way a job that kills
+its process is requeued by crash recovery (``worker.jobs.recovery``), and a running job can
+be stopped (``worker.jobs.stop``). Jobs and results are JSON (``JSONSerializer``); a scheduler
+runs in one worker to release delayed retries.
+
+Shutdown: the first SIGTERM or SIGINT is a warm shutdown: the running job finishes, then the
+worker exits. A second one within the job is a cold shutdown: the job is abandoned and
+requeued by crash recovery once its lease expires.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import redis
+import typer
+from rq import Queue, SimpleWorker, Worker
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from ..engine.backend import resolve_backend
+from .contract import SOFTEN_JOB
+from .recovery import rename_legacy_jobs, requeue_abandoned, start_recovery_loop
+from .settings import BACKEND_ENV, WorkerSettings
+
+WARM_UP_SHAPE = (12, 14, 10)  # voxels of the phantom run once before the first job
+
+app = typer.Typer(add_completion=False)
+log = logging.getLogger("softlabel.worker")
+
+
+def warm_up(*, fork: bool) -> None:
+    """Import the engine and, in a worker that runs jobs itself, run it and the preview once on a
+    tiny phantom, so the first job finds everything imported and initialised.
+
+    A forking worker only imports, so that each work horse inherits the modules: the CPU kernels
+    run on GNU OpenMP threads, and GNU OpenMP hangs in a child forked from a process that has
+    started them, so the parent of the work horses must never run a kernel (loading the
+    library starts no thread; each horse starts its own at its first parallel loop).
+    """
+    import tempfile
+
+    import numpy as np
+
+    from ..engine.config import SofteningConfig
+    from ..engine.pipeline import soften_arrays
+    from ..engine.preview import render_preview
+
+    if fork:
+        return
+    rng = np.random.default_rng(0)
+    image = rng.random(WARM_UP_SHAPE + (1,), dtype=np.float32)
+    label = np.zeros(WARM_UP_SHAPE, dtype=np.uint8, order="F")  # as read from NIfTI
+    label[3:9, 4:10, 2:8] = 1
+    result = soften_arrays(
+        image, label, config=SofteningConfig(n_segments=8), num_classes=2, spacing_mm=(1.0, 1.0, 1.0), backend="cpu"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        render_preview(image, label, result.soft, Path(tmp) / "warm-up.png", superpixels=result.superpixels)
+
+
+class InProcessWorker(SimpleWorker):
+    """RQ's ``SimpleWorker``, forgetting a stop command once the job it named has ended.
+
+    RQ's stop-job command marks the job id to stop; it is cleared only when that job fails.
+    A job that ended before it saw its stop request would leave the mark behind, and a later
+    failure of the same (deterministic) job id on this worker would read as stopped.
+    """
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            super().execute_job(job, queue)
+        finally:
+            if self._stopped_job_id == job.id:
+                self._stopped_job_id = None
+
+
+def build_worker(
+    connection: redis.Redis, queue_names: list[str], *, fork: bool, name: str | None, settings: WorkerSettings
+) -> Worker:
+    """An RQ worker on these queues: forking (``Worker``) or in-process (``InProcessWorker``)."""
+    queues = [Queue(q, connection=connection, serializer=JSONSerializer) for q in queue_names]
+    worker_class = Worker if fork else InProcessWorker
+    return worker_class(
+        queues, connection=connection, serializer=JSONSerializer, name=name,
+        maintenance_interval=settings.maintenance_interval_s,
+    )  # fmt: skip
+
+
+@app.command("worker")
+def worker_command(
+    queues: Annotated[
+        Optional[list[str]], typer.Option("--queues", "-q", help="queues to listen to, in priority order (default: SOFTLABEL_QUEUE)")
+    ] = None,
+    backend: Annotated[
+        Optional[str], typer.Option("--backend", help="auto | cpu | gpu (default: SOFTLABEL_WORKER_BACKEND or auto)")
+    ] = None,
+    burst: Annotated[bool, typer.Option("--burst", help="exit once the queues are empty")] = False,
+    fork: Annotated[
+        Optional[bool], typer.Option("--fork/--no-fork", help="fork a work horse per job (CPU only; default: no)")
+    ] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="worker name (default: random)")] = None,
+) -> None:
+    """Run an RQ worker that computes soft labels (REDIS_URL says where Redis is)."""
+    settings = WorkerSettings()
+    try:
+        resolved = resolve_backend(backend or settings.worker_backend)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if fork and resolved == "gpu":
+        typer.echo("error: --fork: expected --no-fork with the GPU backend (CUDA does not survive fork)", err=True)
+        raise typer.Exit(1)
+    use_fork = bool(fork)
+    os.environ[BACKEND_ENV] = resolved
+    importlib.import_module("softlabel.worker.jobs.soften")
+    if resolved == "cpu":
+        warm_up(fork=use_fork)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    connection = redis.Redis.from_url(settings.redis_url)
+    worker = build_worker(connection, queues or [settings.queue], fork=use_fork, name=name, settings=settings)
+    recovered = requeue_abandoned(
+        connection, worker.queues, lease_ttl_s=settings.lease_ttl_s, max_recoveries=settings.max_recoveries
+    )
+    if recovered:
+        log.warning("requeued %d job(s) whose worker died: %s", len(recovered), ", ".join(recovered))
+    renamed = rename_legacy_jobs(connection, worker.queues)
+    if renamed:
+        log.warning("renamed %d job(s) queued by softlabel 0.1.0 to %s: %s", len(renamed), SOFTEN_JOB, ", ".join(renamed))
+    stop = start_recovery_loop(
+        connection, worker.queues, lease_ttl_s=settings.lease_ttl_s, max_recoveries=settings.max_recoveries
+    )
+    log.info("backend %s, %s worker on %s", resolved, "forking" if use_fork else "non-forking", worker.queue_names())
+    try:
+        worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    finally:
+        stop.set()
+
+
+if __name__ == "__main__":  # `python -m softlabel.worker.jobs.rq_worker`, used by `softlabel up`
+    app(prog_name="softlabel worker")
