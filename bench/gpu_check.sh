@@ -1,23 +1,85 @@
 #!/usr/bin/env bash
-# The GPU check: one prepared script for an H100 machine with no network (at most 5 minutes).
-# That machine has CuPy, PyTorch, NumPy, SciPy, scikit-image, Cython and a C compiler, but not
-# cuCIM, nibabel, pydantic or nilearn: run bench/prepare_gpu_wheels.sh first where PyPI is reachable,
-# which fills .whl/ (git-ignored), then carry .whl to the GPU machine and run, from the repo root:
-#     bash bench/gpu_check.sh
-# It runs the GPU tests (engine parity, native SLIC kernels against the CPU twin) and the GPU
-# benchmark: per-stage times for the 48x240x240 3-channel 11-class volume and the MNI152 brain
-# beside the CPU paths on the same machine, and the GPU worker's end-to-end time per study.
+# The GPU check: one prepared script for a GPU machine with no network (at most 5 minutes there).
+#
+#   bash bench/gpu_prepare.sh            # here, where PyPI is reachable: fills .gpu/ (wheels, studies)
+#   bash bench/gpu_check.sh              # there, from the repository root, with .gpu carried along
+#   bash bench/gpu_check.sh --rehearse   # here: the same steps in a fresh Python 3.12 environment that
+#                                        # holds only the GPU machine's packages (bench/gpu_machine.txt)
+#                                        # plus .gpu's wheels; stops where a CUDA device is needed
+#
+# Steps: install .gpu/wheels with --no-index; load the engine and its compiled kernels; the GPU
+# tests (pytest -m gpu tests/worker, JUnit XML); the benchmark (bench/gpu_bench.py: both cases,
+# each printed when measured) writing one JSON record to $OUT (the device tool's folder) or
+# bench/results/gpu-check-<UTC date>.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/softlabel-site .whl/*.whl
-export PYTHONPATH="/tmp/softlabel-site:$PWD" PYTHONUNBUFFERED=1
-# The CPU kernels (the GPU tests compare against them) are C extensions: build them for this Python.
-python3 setup.py -q build_ext --inplace
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 - <<'PY'
-from worker.engine.backend import gpu_unavailable_reason, resolve_backend
-from worker.engine.softening.distance_transform import gpu_edt_name
-print("backend auto ->", resolve_backend("auto"), "| GPU EDT:", gpu_edt_name(), "| reason:", gpu_unavailable_reason())
+MODE=${1:-run}
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+step() { printf '\n== gpu_check [%s] %s (%ss)\n' "$MODE" "$*" "$SECONDS"; }
+
+if [ "$MODE" = --rehearse ]; then
+    MODE=rehearse
+    PY312=${PY312:-$(ls -d "$HOME"/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -1)}
+    [ -x "$PY312" ] || { echo "gpu_check: --rehearse needs a Python 3.12 (PY312 or pyenv's 3.12)" >&2; exit 1; }
+    WORK=${REHEARSAL_DIR:-$(mktemp -d)}
+    step "fresh Python 3.12 environment with the GPU machine's packages only: $WORK/venv"
+    "$PY312" -m venv "$WORK/venv"
+    "$WORK/venv/bin/python" -m pip install -q --disable-pip-version-check -r bench/gpu_machine.txt
+    PYTHON="$WORK/venv/bin/python"
+    if [ ! -f .gpu/studies/mni152/case.json ] || ! ls .gpu/wheels/softlabel-*.whl >/dev/null 2>&1; then
+        step "preparing .gpu (bench/gpu_prepare.sh)"
+        PY312="$PYTHON" HOST_PY=${HOST_PY:-python3} bash bench/gpu_prepare.sh
+    fi
+    SITE="$WORK/site"
+    RESULTS="$WORK"
+elif [ "$MODE" = run ]; then
+    PYTHON=${PYTHON:-python3}
+    SITE=/tmp/softlabel-site
+    RESULTS=${OUT:-bench/results}
+else
+    echo "usage: bash bench/gpu_check.sh [--rehearse]" >&2; exit 2
+fi
+mkdir -p "$RESULTS"
+
+step "installing the carried wheels (--no-index) into $SITE"
+rm -rf "$SITE"
+"$PYTHON" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-compile --no-cache-dir \
+    --target "$SITE" .gpu/wheels/*.whl
+export PYTHONPATH="$SITE"
+
+step "loading the engine and its compiled CPU kernels"
+if ! "$PYTHON" -c "import softlabel.worker.engine.softening.soften_cpu, softlabel.worker.engine.superpixels.native_slic.cpu"; then
+    step "the carried kernels do not load here: building softlabel from source (gcc, OpenMP)"
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-build-isolation --target "$SITE" --upgrade .
+fi
+"$PYTHON" - <<'PY'
+from softlabel.worker.engine.backend import gpu_unavailable_reason, resolve_backend
+from softlabel.worker.engine.softening.distance_transform import gpu_edt_info
+print("backend auto ->", resolve_backend("auto"), "| why not the GPU:", gpu_unavailable_reason(), "| GPU EDT:", gpu_edt_info())
 PY
-timeout 150 python3 -m pytest -q -m gpu -rs tests/worker -p no:cacheprovider
-timeout 140 python3 bench/gpu_bench.py --repeats 5
+
+if [ "$MODE" = run ]; then
+    step "device"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+fi
+
+step "GPU tests (pytest -m gpu tests/worker)"
+set +e
+timeout 150 "$PYTHON" -m pytest -q -m gpu -rs tests/worker -p no:cacheprovider --junitxml="$RESULTS/gpu-tests.xml"
+tests_rc=$?
+set -e
+echo "GPU tests exit code: $tests_rc"
+
+if [ "$MODE" = rehearse ]; then
+    step "benchmark cases (stops before the first GPU call)"
+    "$PYTHON" bench/gpu_bench.py --studies .gpu/studies --rehearse
+    step "rehearsal done: every step ran up to the first CUDA device call"
+    exit "$tests_rc"
+fi
+
+step "benchmark"
+record="$RESULTS/gpu-check-$(date -u +%Y-%m-%d).json"
+timeout 180 "$PYTHON" bench/gpu_bench.py --studies .gpu/studies --repeats 5 --record "$record" \
+    --tests-junit "$RESULTS/gpu-tests.xml"
+step "done: $record"
+exit "$tests_rc"

@@ -1,12 +1,12 @@
 # syntax=docker/dockerfile:1.7
-# RQ worker, GPU backend (CuPy and cuCIM on CUDA 12): never forks (CUDA does not survive
+# RQ worker, GPU backend (CuPy and cuCIM on CUDA 13, the extra gpu-cu13; the stack bench/gpu_check.sh checks): never forks (CUDA does not survive
 # fork()), so jobs run in the worker process itself (RQ's SimpleWorker).
 #   docker build -f docker/worker-cuda.Dockerfile -t softlabel-worker-gpu .
-# Needs the NVIDIA Container Toolkit on the host and a driver for CUDA 12.6 or newer.
+# Needs the NVIDIA Container Toolkit on the host and a driver for CUDA 13.0 or newer (R580+).
 # SIGTERM is a warm shutdown (the running job finishes, then the worker exits), so give the
 # container a stop timeout longer than SOFTLABEL_JOB_TIMEOUT_S.
 
-FROM nvidia/cuda:12.6.3-runtime-ubuntu24.04 AS build
+FROM nvidia/cuda:13.0.1-runtime-ubuntu24.04 AS build
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -24,10 +24,10 @@ COPY cli ./cli
 COPY service ./service
 COPY worker ./worker
 COPY trainer ./trainer
-RUN pip install --no-cache-dir "/src[gpu]" \
+RUN pip install --no-cache-dir "/src[gpu-cu13]" \
  && pip check
 
-FROM nvidia/cuda:12.6.3-runtime-ubuntu24.04 AS runtime
+FROM nvidia/cuda:13.0.1-runtime-ubuntu24.04 AS runtime
 ENV DEBIAN_FRONTEND=noninteractive
 # The venv's python is a link to /usr/bin/python3.12, so the runtime needs the same package;
 # libgomp1 is the OpenMP runtime of the engine's C kernels.

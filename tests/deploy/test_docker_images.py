@@ -105,7 +105,7 @@ def test_gpu_worker_is_cuda_based_never_forks_and_installs_the_gpu_extra() -> No
     steps = instructions(DOCKER_DIR / "worker-cuda.Dockerfile")
     bases = [args.split()[0] for keyword, args in steps if keyword == "FROM"]
     assert all(base.startswith("nvidia/cuda:") and "-runtime-" in base for base in bases)
-    assert any(keyword == "RUN" and "[gpu]" in args for keyword, args in steps)
+    assert any(keyword == "RUN" and "[gpu-cu13]" in args for keyword, args in steps)
     command = cmd("worker-cuda.Dockerfile")
     assert '"--backend", "gpu"' in command and '"--no-fork"' in command
 

@@ -57,7 +57,7 @@ def test_gpu_soft_labels_match_cpu(cp, config: SofteningConfig) -> None:
     assert (np.abs(stored_gpu - stored_cpu) <= near_tie).all()
 
 
-def test_gpu_normalisation_matches_cpu(cp) -> None:
+def test_gpu_intensity_rescaling_matches_cpu(cp) -> None:
     image, _, _ = _study(seed=3)
     np.testing.assert_allclose(rescale_intensities(cp.asarray(image)).get(), rescale_intensities(image), atol=1e-6)
 
@@ -79,3 +79,15 @@ def test_device_memory_is_released_between_studies(cp) -> None:
         del result
         release_device_memory("gpu")
         assert pool.total_bytes() == 0
+
+
+def test_gpu_distances_are_float32_from_the_named_transform(cp) -> None:
+    from softlabel.worker.engine.softening.distance_transform import distance_to_features, gpu_edt_info
+
+    features_absent = cp.ones((9, 8, 7), dtype=bool)
+    features_absent[4, 4, 3] = False
+    distances = distance_to_features("gpu")(features_absent, (1.0, 1.0, 2.0))
+    assert distances.dtype == cp.float32
+    assert float(distances[4, 4, 5]) == pytest.approx(4.0) and float(distances[0, 4, 3]) == pytest.approx(4.0)
+    info = gpu_edt_info()
+    assert info["name"] in ("cucim", "cupyx") and info["version"]

@@ -20,7 +20,7 @@ def gpu_unavailable_reason() -> str | None:
     try:
         cupy = importlib.import_module("cupy")
     except ImportError as exc:
-        return f"CuPy is not installed ({exc}); install the 'gpu' extra"
+        return f"CuPy is not installed ({exc}); install the extra for your CUDA: 'gpu-cu12' or 'gpu-cu13'"
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CUDA driver missing or broken: CuPy raises its own runtime errors

@@ -95,17 +95,20 @@ def requeue_abandoned(connection: redis.Redis, queues: Sequence[Queue], *, lease
     return recovered
 
 
-def rename_legacy_jobs(connection: redis.Redis, queues: Sequence[Queue]) -> list[str]:
+def rename_legacy_jobs(connection: redis.Redis, queues: Sequence[Queue], *, include_failed: bool = True) -> list[str]:
     """Point jobs queued by softlabel 0.1.0 (``worker.jobs.soften.soften_study``) at today's job
     function; returns their ids.
 
-    Looks at the queue and at the scheduled (waiting to retry), deferred and failed (retried by
-    the API) registries; started jobs belong to a live 0.1.0 worker or to recovery, which
-    requeues them and so brings them here at the next worker start. The payload is unchanged.
+    Looks at the queue and at the scheduled (waiting to retry), deferred and, with
+    ``include_failed``, failed (retried by the API; kept for days, so scanned at worker start
+    only) registries. Started jobs belong to a live 0.1.0 worker or to recovery, which requeues
+    them into the queue. The payload is unchanged.
     """
     renamed = []
     for queue in queues:
-        registries = (queue.scheduled_job_registry, queue.deferred_job_registry, queue.failed_job_registry)
+        registries = [queue.scheduled_job_registry, queue.deferred_job_registry]
+        if include_failed:
+            registries.append(queue.failed_job_registry)
         job_ids = [*queue.get_job_ids(), *(job_id for registry in registries for job_id in registry.get_job_ids())]
         for job_id in dict.fromkeys(job_ids):
             try:
@@ -140,13 +143,20 @@ def _recover(connection: redis.Redis, queue: Queue, job: Job, registry_keys: lis
 def start_recovery_loop(
     connection: redis.Redis, queues: Sequence[Queue], *, lease_ttl_s: int, max_recoveries: int
 ) -> threading.Event:
-    """Scan now and every ``lease_ttl_s / 2`` seconds from a daemon thread; set the event to stop."""
+    """Scan now and every ``lease_ttl_s / 2`` seconds from a daemon thread; set the event to stop.
+
+    Each scan requeues abandoned jobs, then renames 0.1.0's jobs among them (and any an old API
+    queued meanwhile), so that the recovered job runs here instead of failing to import.
+    """
     stop = threading.Event()
 
     def loop() -> None:
         while True:
             try:
                 requeue_abandoned(connection, queues, lease_ttl_s=lease_ttl_s, max_recoveries=max_recoveries)
+                renamed = rename_legacy_jobs(connection, queues, include_failed=False)
+                if renamed:
+                    log.warning("renamed %d job(s) queued by softlabel 0.1.0: %s", len(renamed), ", ".join(renamed))
             except redis.RedisError as exc:  # Redis restarting: scan again later
                 log.warning("crash recovery scan failed: %s", exc)
             if stop.wait(max(lease_ttl_s / 2, 1)):

@@ -28,7 +28,7 @@ from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from ..engine.backend import resolve_backend
+from ..engine.backend import gpu_unavailable_reason, resolve_backend
 from .contract import SOFTEN_JOB
 from .recovery import rename_legacy_jobs, requeue_abandoned, start_recovery_loop
 from .settings import BACKEND_ENV, WorkerSettings
@@ -39,9 +39,11 @@ app = typer.Typer(add_completion=False)
 log = logging.getLogger("softlabel.worker")
 
 
-def warm_up(*, fork: bool) -> None:
+def warm_up(*, fork: bool, backend: str) -> None:
     """Import the engine and, in a worker that runs jobs itself, run it and the preview once on a
-    tiny phantom, so the first job finds everything imported and initialised.
+    tiny phantom on ``backend``, so the first job finds everything imported, compiled and
+    initialised (on the GPU: the SLIC and connectivity kernels built by NVRTC, the distance
+    transform, the memory pool).
 
     A forking worker only imports, so that each work horse inherits the modules: the CPU kernels
     run on GNU OpenMP threads, and GNU OpenMP hangs in a child forked from a process that has
@@ -52,6 +54,7 @@ def warm_up(*, fork: bool) -> None:
 
     import numpy as np
 
+    from ..engine.backend import release_device_memory, to_host
     from ..engine.config import SofteningConfig
     from ..engine.pipeline import soften_arrays
     from ..engine.preview import render_preview
@@ -63,10 +66,13 @@ def warm_up(*, fork: bool) -> None:
     label = np.zeros(WARM_UP_SHAPE, dtype=np.uint8, order="F")  # as read from NIfTI
     label[3:9, 4:10, 2:8] = 1
     result = soften_arrays(
-        image, label, config=SofteningConfig(n_segments=8), num_classes=2, spacing_mm=(1.0, 1.0, 1.0), backend="cpu"
+        image, label, config=SofteningConfig(n_segments=8), num_classes=2, spacing_mm=(1.0, 1.0, 1.0), backend=backend
     )
+    soft, superpixels = to_host(result.soft), to_host(result.superpixels)
+    del result
+    release_device_memory(backend)
     with tempfile.TemporaryDirectory() as tmp:
-        render_preview(image, label, result.soft, Path(tmp) / "warm-up.png", superpixels=result.superpixels)
+        render_preview(image, label, soft, Path(tmp) / "warm-up.png", superpixels=superpixels)
 
 
 class InProcessWorker(SimpleWorker):
@@ -123,10 +129,21 @@ def worker_command(
         raise typer.Exit(1)
     use_fork = bool(fork)
     os.environ[BACKEND_ENV] = resolved
-    importlib.import_module("softlabel.worker.jobs.soften")
-    if resolved == "cpu":
-        warm_up(fork=use_fork)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    requested = backend or settings.worker_backend
+    if requested == "auto":
+        reason = gpu_unavailable_reason()
+        log.info("backend auto -> %s (%s)", resolved, "CuPy sees a CUDA device" if reason is None else reason)
+    importlib.import_module("softlabel.worker.jobs.soften")
+    try:
+        warm_up(fork=use_fork, backend=resolved)
+    except Exception as exc:  # a broken CUDA toolchain, driver or kernel: refuse work rather than fail every job
+        typer.echo(f"error: warm-up on the {resolved} backend failed, not starting: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if resolved == "gpu":
+        from ..engine.softening.distance_transform import gpu_edt_info
+
+        log.info("GPU warm-up done (SLIC kernels compiled); distance transform: %s", gpu_edt_info())
     connection = redis.Redis.from_url(settings.redis_url)
     worker = build_worker(connection, queues or [settings.queue], fork=use_fork, name=name, settings=settings)
     recovered = requeue_abandoned(
@@ -134,7 +151,7 @@ def worker_command(
     )
     if recovered:
         log.warning("requeued %d job(s) whose worker died: %s", len(recovered), ", ".join(recovered))
-    renamed = rename_legacy_jobs(connection, worker.queues)
+    renamed = rename_legacy_jobs(connection, worker.queues)  # also in each recovery scan below
     if renamed:
         log.warning("renamed %d job(s) queued by softlabel 0.1.0 to %s: %s", len(renamed), SOFTEN_JOB, ", ".join(renamed))
     stop = start_recovery_loop(

@@ -27,6 +27,7 @@ from ..engine.io.atomic import write_json_atomic
 from ..engine.io.files import file_record, remove_partials
 from ..engine.pipeline import ProgressFn, SoftenResult, soften_files
 from ..engine.preview import render_preview
+from ..engine.softening.distance_transform import gpu_edt_info
 from .contract import SoftenJobPayload
 from .metrics import record_job_timings
 from .recovery import job_lease
@@ -143,6 +144,8 @@ def run_soften_job(
         "inputs": inputs, "outputs": outputs, "timings_s": {k: round(v, 4) for k, v in timings.items()},
         "started_at": started_at, "finished_at": _now(),
     }  # fmt: skip
+    if ran_on == "gpu" and spec.config.method == "superpixel":
+        record["edt"] = gpu_edt_info()  # cuCIM's transform, or CuPy's where cuCIM did not import
     write_json_atomic(out.provenance, record)
     report("done", 1.0)
     return _summary(record, reused=False)

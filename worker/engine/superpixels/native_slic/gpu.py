@@ -49,11 +49,6 @@ def _ccl_kernels() -> dict[str, cupy.RawKernel]:
     return {name: module.get_function(name) for name in CCL_KERNEL_NAMES}
 
 
-@cupy.memoize(for_each_device=True)
-def _dummy_mask() -> cupy.ndarray:
-    return cupy.ones(1, dtype=cupy.bool_)
-
-
 def _launch(kernel: cupy.RawKernel, n_items: int, args: tuple) -> None:
     kernel((blocks_for(n_items),), (THREADS_PER_BLOCK,), args)
 
@@ -63,7 +58,9 @@ def assign(image: cupy.ndarray, mask: cupy.ndarray | None, centres: cupy.ndarray
     """Label each voxel with its nearest candidate centre, in place (see reference.assign)."""
     changed = cupy.zeros(1, dtype=cupy.int32)
     cell_centre = cupy.asarray(grid.cell_centre)
-    args = assign_args(image, _dummy_mask() if mask is None else mask, mask is not None,
+    # Without a mask the kernel never reads one, but needs a valid pointer: a 1-byte array per
+    # call (not memoized: a cached array would keep the memory pool from emptying between studies).
+    args = assign_args(image, cupy.ones(1, dtype=cupy.bool_) if mask is None else mask, mask is not None,
                        centres, grid, weight, labels, changed, cell_centre)
     _launch(_kernels(image.shape[-1])["softlabel_slic_assign"], labels.size, args)
     return bool(changed.get()[0])

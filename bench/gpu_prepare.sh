@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Fill .gpu/ (git-ignored) with what bench/gpu_check.sh carries to the GPU machine, which has no
+# network: run here, from anywhere, where PyPI is reachable.
+#   .gpu/wheels/   wheels the GPU machine lacks (cuCIM for CUDA 13, nibabel, pydantic and their
+#                  needs) and softlabel itself, built for CPython 3.12 with the compiled CPU kernels
+#   .gpu/studies/  the two benchmark cases as NIfTI (the 48x240x240 3-channel 11-class phantom and
+#                  the MNI152 brain), so the GPU machine needs neither nilearn nor the generators
+# Needs a Python 3.12 interpreter (PY312, default: pyenv's newest 3.12) with setuptools, wheel and
+# Cython, for the softlabel wheel; gpu_check.sh --rehearse makes one and passes it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY312=${PY312:-$(ls -d "$HOME"/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -1)}
+[ -x "$PY312" ] || { echo "gpu_prepare: expected a Python 3.12 interpreter in PY312, found none" >&2; exit 1; }
+HOST_PY=${HOST_PY:-python3}  # writes the studies: any Python with softlabel installed (make's .venv)
+mkdir -p .gpu/wheels .gpu/studies
+grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+platforms=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64
+           --platform manylinux2014_x86_64 --platform any)
+download() { "$PY312" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+             "${platforms[@]}" -d .gpu/wheels "$@"; }
+# cucim-cu13 needs lazy-loader, numpy, scipy, scikit-image, click (on the machine); its
+# nvidia-nvimgcodec-cu13 (25 MB) serves only the whole-slide reader, which softlabel does not use.
+download "cucim-cu13==26.10.0" "nibabel==5.4.2" "pydantic==2.14.4" "pydantic-core==2.50.5" \
+         "annotated-types==0.8.0" "typing-inspection==0.4.5" "typing-extensions==4.16.0"
+rm -f .gpu/wheels/softlabel-*.whl
+"$PY312" -m pip wheel -q --no-deps --no-build-isolation -w .gpu/wheels .
+"$HOST_PY" - <<'PY'
+import json
+from pathlib import Path
+
+from softlabel.worker.engine.demo_data import mni152_study, synthetic_study, write_study
+
+for case, make in {"syn11": lambda: synthetic_study(classes=11), "mni152": mni152_study}.items():
+    folder = Path(".gpu/studies") / case
+    if (folder / "case.json").exists():
+        continue
+    study = make()
+    images, label = write_study(study, folder, case)
+    meta = {"images": [str(p.relative_to(folder)) for p in images], "label": str(label.relative_to(folder)), "num_classes": study.num_classes,
+            "shape": list(study.label.shape), "channels": int(study.image.shape[-1])}
+    (folder / "case.json").write_text(json.dumps(meta))
+    print(f"gpu_prepare: wrote {folder} {meta['shape']} x {meta['channels']} channels, K = {meta['num_classes']}")
+PY
+du -sh .gpu/wheels .gpu/studies
