@@ -7,10 +7,11 @@
 #                                        # holds only the GPU machine's packages (bench/gpu_machine.txt)
 #                                        # plus .gpu's wheels; stops where a CUDA device is needed
 #
-# Steps: install .gpu/wheels with --no-index; load the engine and its compiled kernels; the GPU
-# tests (pytest -m gpu tests/worker, JUnit XML); the benchmark (bench/gpu_bench.py: both cases,
-# each printed when measured) writing one JSON record to $OUT (the device tool's folder) or
-# bench/results/gpu-check-<UTC date>.json.
+# Steps: install .gpu/wheels with --no-index; load the engine and its compiled kernels; write the
+# synthetic case; the GPU tests (pytest -m gpu tests/worker, JUnit XML); the benchmark
+# (bench/gpu_bench.py: both cases, each printed when measured) writing one JSON record to $OUT
+# (the device tool's folder) or bench/results/gpu-check-<UTC date>.json; a real GPU worker on a
+# real Redis running three jobs (bench/gpu_worker_check.py; the CPU backend in the rehearsal).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-run}
@@ -26,10 +27,8 @@ if [ "$MODE" = --rehearse ]; then
     "$PY312" -m venv "$WORK/venv"
     "$WORK/venv/bin/python" -m pip install -q --disable-pip-version-check -r bench/gpu_machine.txt
     PYTHON="$WORK/venv/bin/python"
-    if [ ! -f .gpu/studies/mni152/case.json ] || ! ls .gpu/wheels/softlabel-*.whl >/dev/null 2>&1; then
-        step "preparing .gpu (bench/gpu_prepare.sh)"
-        PY312="$PYTHON" HOST_PY=${HOST_PY:-python3} bash bench/gpu_prepare.sh
-    fi
+    step "preparing .gpu (bench/gpu_prepare.sh: the softlabel wheel of this tree, the other wheels if missing)"
+    PY312="$PYTHON" HOST_PY=${HOST_PY:-python3} bash bench/gpu_prepare.sh
     SITE="$WORK/site"
     RESULTS="$WORK"
 elif [ "$MODE" = run ]; then
@@ -58,6 +57,23 @@ from softlabel.worker.engine.softening.distance_transform import gpu_edt_info
 print("backend auto ->", resolve_backend("auto"), "| why not the GPU:", gpu_unavailable_reason(), "| GPU EDT:", gpu_edt_info())
 PY
 
+step "the synthetic 48x240x240 3-channel 11-class case (.gpu/studies/syn11)"
+"$PYTHON" - <<'PY'
+import json
+from pathlib import Path
+
+from softlabel.worker.engine.demo_data import synthetic_study, write_study
+
+folder = Path(".gpu/studies/syn11")
+if not (folder / "case.json").exists():
+    study = synthetic_study(classes=11)
+    images, label = write_study(study, folder, "syn11")
+    meta = {"images": [str(p.relative_to(folder)) for p in images], "label": str(label.relative_to(folder)),
+            "num_classes": study.num_classes, "shape": list(study.label.shape), "channels": int(study.image.shape[-1])}
+    (folder / "case.json").write_text(json.dumps(meta))
+print(json.loads((folder / "case.json").read_text()))
+PY
+
 if [ "$MODE" = run ]; then
     step "device"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -73,6 +89,8 @@ echo "GPU tests exit code: $tests_rc"
 if [ "$MODE" = rehearse ]; then
     step "benchmark cases (stops before the first GPU call)"
     "$PYTHON" bench/gpu_bench.py --studies .gpu/studies --rehearse
+    step "worker check on the CPU backend (the GPU machine runs it with --backend gpu)"
+    "$PYTHON" bench/gpu_worker_check.py --studies .gpu/studies --case mni152 --backend cpu
     step "rehearsal done: every step ran up to the first CUDA device call"
     exit "$tests_rc"
 fi
@@ -81,5 +99,8 @@ step "benchmark"
 record="$RESULTS/gpu-check-$(date -u +%Y-%m-%d).json"
 timeout 180 "$PYTHON" bench/gpu_bench.py --studies .gpu/studies --repeats 5 --record "$record" \
     --tests-junit "$RESULTS/gpu-tests.xml"
+step "a GPU worker on a real Redis: three jobs"
+timeout 300 "$PYTHON" bench/gpu_worker_check.py --studies .gpu/studies --case mni152 --backend gpu \
+    --record "$RESULTS/gpu-worker-check-$(date -u +%Y-%m-%d).json"
 step "done: $record"
 exit "$tests_rc"

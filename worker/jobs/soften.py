@@ -21,7 +21,7 @@ from rq import get_current_job
 from rq.job import Job
 
 from .. import __version__
-from ..engine.backend import release_device_memory, resolve_backend, to_host
+from ..engine.backend import device_pool_bytes, release_device_memory, resolve_backend, to_host
 from ..engine.errors import InputError
 from ..engine.io.atomic import write_json_atomic
 from ..engine.io.files import file_record, remove_partials
@@ -144,8 +144,10 @@ def run_soften_job(
         "inputs": inputs, "outputs": outputs, "timings_s": {k: round(v, 4) for k, v in timings.items()},
         "started_at": started_at, "finished_at": _now(),
     }  # fmt: skip
-    if ran_on == "gpu" and spec.config.method == "superpixel":
-        record["edt"] = gpu_edt_info()  # cuCIM's transform, or CuPy's where cuCIM did not import
+    if ran_on == "gpu":
+        record["device_pool_bytes"] = device_pool_bytes(ran_on)  # after the release: 0 unless something leaks
+        if spec.config.method == "superpixel":
+            record["edt"] = gpu_edt_info()  # cuCIM's transform, or CuPy's where cuCIM did not import
     write_json_atomic(out.provenance, record)
     report("done", 1.0)
     return _summary(record, reused=False)
