@@ -16,7 +16,15 @@ Backend = Literal["auto", "cpu", "gpu"]
 
 # Defaults measured on the MNI152 brain and the synthetic 48x240x240 volume (docs/defaults.md).
 DEFAULT_N_SEGMENTS = 2000  # superpixels per study
-DEFAULT_COMPACTNESS = 0.1  # SLIC colour/space trade-off for [0, 1]-normalised intensities
+DEFAULT_COMPACTNESS = 0.1  # SLIC colour/space trade-off for intensities rescaled to [0, 1]
+
+# Ranges (docs/defaults.md#ranges): wide enough for any image that makes sense, narrow enough
+# that no request can make a worker spend hours. A superpixel count above the study's voxel
+# count is refused by the engine, which knows the study.
+MAX_N_SEGMENTS = 1_000_000  # 48x240x240 is 2.8 M voxels: superpixels of 3 voxels
+MAX_COMPACTNESS = 100.0  # 0.1 is the default; at 100 space outweighs colour a thousandfold
+MAX_NUM_ITER = 100  # SLIC settles in about 10 rounds
+MAX_SIGMA = 10.0  # voxels or mm; the kernel spans 4 sigma each way, and softening wider than 10 is no longer a boundary
 
 class SofteningConfig(BaseModel):
     """A softening method and its parameters (SPEC section 1).
@@ -25,14 +33,15 @@ class SofteningConfig(BaseModel):
     exactly those, so two configurations that produce the same soft labels share a key.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: no bool for a number, no string for a bool or a number; no NaN or infinity
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     method: Method = "superpixel"
-    n_segments: int = Field(DEFAULT_N_SEGMENTS, ge=1, description="SLIC superpixel count (superpixel only)")
-    compactness: float = Field(DEFAULT_COMPACTNESS, gt=0, description="SLIC compactness (superpixel only)")
-    max_num_iter: int = Field(10, ge=1, le=100, description="SLIC iterations (superpixel only)")
+    n_segments: int = Field(DEFAULT_N_SEGMENTS, ge=1, le=MAX_N_SEGMENTS, description="SLIC superpixel count (superpixel only)")
+    compactness: float = Field(DEFAULT_COMPACTNESS, gt=0, le=MAX_COMPACTNESS, description="SLIC compactness (superpixel only)")
+    max_num_iter: int = Field(10, ge=1, le=MAX_NUM_ITER, description="SLIC iterations (superpixel only)")
     slic: SlicImplementation = Field("native", description="SLIC implementation: ours (default) or scikit-image's")
-    sigma: float = Field(1.0, gt=0, description="Gaussian std in voxels, or mm with distance='mm' (gaussian only)")
+    sigma: float = Field(1.0, gt=0, le=MAX_SIGMA, description="Gaussian std in voxels, or mm with distance='mm' (gaussian only)")
     eps: float = Field(0.1, ge=0, le=1, description="label smoothing epsilon (smoothing only)")
     distance: DistanceUnit = Field("voxel", description="distance unit for superpixel distances and gaussian sigma")
     normalize: bool = Field(False, description="divide each voxel's K probabilities by their sum")

@@ -17,6 +17,7 @@ import numpy as np
 
 from .backend import ResolvedBackend, array_module, resolve_backend, to_host
 from .config import SofteningConfig
+from .errors import InputError
 from .intensity import ChannelRescaler, rescale_intensities
 from .io import nifti as nifti_io
 from .softening.softeners import soften_label
@@ -99,7 +100,10 @@ def soften_arrays(
                 rescaled = xp.asarray(rescaled)
             elif image is None:
                 raise ValueError("image: expected an image to compute superpixels from, got None")
-            else:
+            if config.n_segments > label.size:
+                raise InputError(file=None, field="n_segments", expected=f"at most the study's {label.size} voxels",
+                                 got=str(config.n_segments))  # fmt: skip
+            if rescaled is None:
                 with stages.stage("rescale"):
                     rescaled = rescale_intensities(xp.asarray(image))
             with stages.stage("superpixels"):
