@@ -28,36 +28,88 @@ from .studies import StoredFile, Study
 from .uploads import COPY_CHUNK_BYTES, UploadedFile
 
 MAX_ZIP_ENTRIES = 100_000  # files per archive
+# Deflate compresses at most about 1032:1; a NIfTI label map that is mostly background reaches a
+# few hundred to one, a zero-filled bomb 1000:1. Entries compressing better than this are refused.
+MAX_COMPRESSION_RATIO = 500
+MAX_JSON_BYTES = 1 << 20  # dataset.json, extracted
+NIFTI_HEADER_BYTES = 64 << 10  # a NIfTI-1/2 header with extensions, generously
+MAX_BYTES_PER_VOXEL = 8  # float64 or int64, the widest NIfTI types we read
 _NOT_ID = re.compile(r"[^A-Za-z0-9_-]+")
+_IMAGE = re.compile(r"^(?P<case>.+)_\d{4}\.nii(?:\.gz)?$")  # imagesTr/<case>_<channel>
+_LABEL = re.compile(r"^(?P<case>.+)\.nii(?:\.gz)?$")  # labelsTr/<case>
 
 
 def _bad_zip(detail: str, *, got: str | None = None, status: int = 422) -> ApiError:
     return ApiError(status, f"file: {detail}", field="file", expected=detail, got=got)
 
 
-def _extract(archive: Path, target: Path, *, max_bytes: int) -> Path:
-    """Extract after checking every entry; returns the folder holding ``dataset.json``."""
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            members = [m for m in zf.infolist() if not m.filename.startswith("__MACOSX/")]
-            if len(members) > MAX_ZIP_ENTRIES:
-                raise _bad_zip(f"expected at most {MAX_ZIP_ENTRIES} entries", got=str(len(members)))
-            total = sum(m.file_size for m in members)
-            if total > max_bytes:
-                raise _bad_zip(f"expected at most {max_bytes} bytes once extracted", got=f"{total} bytes", status=413)
-            for member in members:
-                parts = PurePosixPath(member.filename).parts
-                if member.filename.startswith("/") or "\\" in member.filename or ".." in parts:
-                    raise _bad_zip("expected entries with relative paths inside the archive", got=repr(member.filename))
-                if stat.S_ISLNK(member.external_attr >> 16):
-                    raise _bad_zip("expected no symbolic links", got=repr(member.filename))
-            zf.extractall(target, members)
-    except zipfile.BadZipFile as exc:
-        raise _bad_zip("expected a zip archive of an nnU-Net raw dataset", got=str(exc)) from None
-    roots = sorted((p.parent for p in target.rglob("dataset.json")), key=lambda p: len(p.parts))
+def _plan(zf: zipfile.ZipFile, *, max_bytes: int, max_voxels: int) -> tuple[str, list[zipfile.ZipInfo]]:
+    """Check the archive from its central directory alone, before anything is written: entry
+    count, paths, links, duplicate names, the nnU-Net layout (dataset.json, imagesTr/ and
+    labelsTr/ with a label per case), each entry's size and compression ratio, the total size.
+    Returns the dataset root inside the archive ("" or "folder/") and the entries to extract."""
+    members = [m for m in zf.infolist() if not m.filename.startswith("__MACOSX/") and not m.is_dir()]
+    if len(members) > MAX_ZIP_ENTRIES:
+        raise _bad_zip(f"expected at most {MAX_ZIP_ENTRIES} entries", got=str(len(members)))
+    seen: set[str] = set()
+    for member in members:
+        parts = PurePosixPath(member.filename).parts
+        if member.filename.startswith("/") or "\\" in member.filename or ".." in parts:
+            raise _bad_zip("expected entries with relative paths inside the archive", got=repr(member.filename))
+        if stat.S_ISLNK(member.external_attr >> 16):
+            raise _bad_zip("expected no symbolic links", got=repr(member.filename))
+        if member.filename in seen:
+            raise _bad_zip("expected each entry name once", got=f"{member.filename!r} twice")
+        seen.add(member.filename)
+    roots = sorted((m.filename[: -len("dataset.json")] for m in members if PurePosixPath(m.filename).name == "dataset.json"),
+                   key=lambda root: root.count("/"))  # fmt: skip
     if not roots:
         raise _bad_zip("expected a dataset.json in the archive (nnU-Net raw dataset)", got="none")
-    return roots[0]
+    root = roots[0]
+    inside = [m for m in members if m.filename.startswith(root)]
+    labels = {m.filename[len(root) + len("labelsTr/"):] for m in inside if m.filename.startswith(root + "labelsTr/")}
+    images = [m.filename[len(root) + len("imagesTr/"):] for m in inside if m.filename.startswith(root + "imagesTr/")]
+    if not labels or not images:
+        raise _bad_zip(f"expected imagesTr/ and labelsTr/ beside {root}dataset.json", got="no " + ("labelsTr/" if not labels else "imagesTr/"))
+    label_cases = {match["case"] for name in labels if (match := _LABEL.match(name))}
+    for name in images:
+        match = _IMAGE.match(name)
+        if match is None or match["case"] not in label_cases:
+            raise _bad_zip("expected imagesTr/<case>_<channel>.nii[.gz] with a labelsTr/<case> file", got=repr(name))
+    max_nifti = NIFTI_HEADER_BYTES + max_voxels * MAX_BYTES_PER_VOXEL
+    total = 0
+    for member in inside:
+        limit = MAX_JSON_BYTES if member.filename.endswith(".json") else max_nifti
+        if member.file_size > limit:
+            raise _bad_zip(f"expected entries of at most {limit} bytes", got=f"{member.filename!r}: {member.file_size} bytes", status=413)
+        if member.file_size > 1 << 20 and member.file_size > MAX_COMPRESSION_RATIO * max(member.compress_size, 1):
+            ratio = member.file_size / max(member.compress_size, 1)
+            raise _bad_zip(f"expected entries compressed at most {MAX_COMPRESSION_RATIO}:1", got=f"{member.filename!r}: {ratio:.0f}:1")
+        total += member.file_size
+    if total > max_bytes:
+        raise _bad_zip(f"expected at most {max_bytes} bytes once extracted", got=f"{total} bytes", status=413)
+    return root, inside
+
+
+def _extract(archive: Path, target: Path, *, max_bytes: int, max_voxels: int) -> Path:
+    """Extract the planned entries, never more bytes than each one's declared size; returns the
+    folder holding ``dataset.json``."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            root, members = _plan(zf, max_bytes=max_bytes, max_voxels=max_voxels)
+            for member in members:
+                path = target.joinpath(*PurePosixPath(member.filename).parts)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                written = 0
+                with zf.open(member) as source, path.open("wb") as out:
+                    while chunk := source.read(COPY_CHUNK_BYTES):
+                        written += len(chunk)
+                        if written > member.file_size:  # the central directory lied about the size
+                            raise _bad_zip("expected entries no larger than the archive declares", got=repr(member.filename))
+                        out.write(chunk)
+    except zipfile.BadZipFile as exc:
+        raise _bad_zip("expected a zip archive of an nnU-Net raw dataset", got=str(exc)) from None
+    return target.joinpath(*PurePosixPath(root).parts) if root else target
 
 
 def _dataset_id(requested: str | None, meta: dict, root: Path) -> str:
@@ -87,7 +139,7 @@ def import_zip(
         with archive.open("wb") as out:
             shutil.copyfileobj(upload.stream, out, COPY_CHUNK_BYTES)
         try:
-            root = _extract(archive, tmp / "extracted", max_bytes=max_bytes)
+            root = _extract(archive, tmp / "extracted", max_bytes=max_bytes, max_voxels=max_voxels)
             archive.unlink()
             meta = read_dataset_json(root)
             raw = scan_dataset(root)

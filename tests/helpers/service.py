@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from softlabel.service.settings import Settings
-from softlabel.worker.engine.demo_data import DemoStudy, synthetic_study, write_study
+from softlabel.worker.engine.demo_data import DemoStudy, synthetic_study, write_dataset_json, write_study
 
 ADMIN = "test-admin-token-0123456789abcdefghij"
 SHAPE = (24, 28, 20)  # voxels of the tiny studies
@@ -104,3 +104,11 @@ def wait_for_end(api: Any, job_id: str, timeout_s: float = 90) -> dict:
             return job
         time.sleep(0.05)
     raise AssertionError(f"job still active after {timeout_s} s: {job}")
+
+
+def nnunet_folder(root: Path, cases: int) -> Path:
+    """An nnU-Net raw dataset of ``cases`` tiny two-channel studies (dataset.json, imagesTr, labelsTr)."""
+    for index in range(cases):
+        files = write_tiny_study(root, f"case_{index:03d}", seed=index)
+    write_dataset_json(files.study, root, num_training=cases, channel_names=["A", "B"])
+    return root
