@@ -16,12 +16,11 @@ from softlabel.worker import __version__
 from .api.deps import ReadScope, redis_for
 from .api.main import api_router
 from .api.routes import health
+from .authentication import AuthenticateFirst
 from .errors import install_error_handlers
-from .limits import BodySizeLimit
+from .limits import BodySizeLimit, body_limit
 from .metrics import install_metrics
 from .settings import Settings, get_settings
-
-IMPORT_PATH = "/v1/datasets/import"  # the one route whose body limit is max_import_bytes
 
 DESCRIPTION = """Superpixel-guided soft labels for medical image segmentation.
 
@@ -46,10 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings is not None:
         app.dependency_overrides[get_settings] = current
     install_error_handlers(app)
-    app.add_middleware(
-        BodySizeLimit,
-        limit_for=lambda path: current().max_import_bytes if path == IMPORT_PATH else current().max_upload_bytes,
-    )
+    app.add_middleware(BodySizeLimit, limit_for=lambda scope: body_limit(scope, current()))
+    app.add_middleware(AuthenticateFirst, settings=current, redis_for=redis_for)  # outside the body limit: 401 first
     app.include_router(health.router)
     app.include_router(api_router)
     install_metrics(

@@ -1,7 +1,9 @@
-"""Request body size limit (413), enforced before and while the body is read.
+"""Request body size limits (413), enforced before and while the body is read.
 
 A pure ASGI middleware: a declared ``Content-Length`` over the limit is refused before
-anything is read; a chunked body is counted as it streams and cut off at the limit.
+anything is read; a chunked body is counted as it streams and cut off at the limit. JSON
+bodies get their own small limit (``max_json_bytes``); multipart uploads the study limit, and
+the zip import its own.
 """
 
 from __future__ import annotations
@@ -12,6 +14,18 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import ApiError
+from .settings import Settings
+
+IMPORT_PATH = "/v1/datasets/import"  # the one route whose body limit is max_import_bytes
+
+
+def body_limit(scope: Scope, settings: Settings) -> int:
+    """Bytes a request may send: the import's limit, the upload limit for multipart forms, and
+    ``max_json_bytes`` for everything else (JSON, or any other type a route does not take)."""
+    if scope["path"] == IMPORT_PATH:
+        return settings.max_import_bytes
+    content_type = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
+    return settings.max_upload_bytes if content_type == b"multipart/form-data" else settings.max_json_bytes
 
 
 def too_large(limit: int, got: str) -> ApiError:
@@ -23,9 +37,9 @@ def too_large(limit: int, got: str) -> ApiError:
 
 
 class BodySizeLimit:
-    """Refuse request bodies larger than ``limit_for(path)`` bytes with 413 JSON."""
+    """Refuse request bodies larger than ``limit_for(scope)`` bytes with 413 JSON."""
 
-    def __init__(self, app: ASGIApp, *, limit_for: Callable[[str], int]) -> None:
+    def __init__(self, app: ASGIApp, *, limit_for: Callable[[Scope], int]) -> None:
         self.app = app
         self.limit_for = limit_for
 
@@ -33,7 +47,7 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_for(scope["path"])
+        limit = self.limit_for(scope)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _respond(too_large(limit, f"{int(declared)} bytes declared"), scope, receive, send)

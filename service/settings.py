@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     redis_url: str = Field("redis://localhost:6379/0", validation_alias="REDIS_URL")
     max_upload_bytes: int = Field(1 << 30, gt=0)  # bytes per study upload request (413 above)
+    max_json_bytes: int = Field(1 << 20, gt=0)  # bytes per JSON (or other non-upload) request body
     max_import_bytes: int = Field(20 << 30, gt=0)  # bytes per zip import, compressed and extracted
     max_voxels: int = Field(512**3, gt=0)  # voxels per image file, read from the header (413 above)
     queue: str = Field("softlabel", pattern=r"^[A-Za-z0-9_.:-]+$")

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Annotated
 
 import redis
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from rq import Queue
 
 from .. import queue as jobs
-from .. import tokens
+from ..authentication import STATE_KEY, authenticate
 from ..datasets import Dataset, get_dataset
 from ..errors import ApiError
 from ..layout import ID_PATTERN
@@ -65,23 +65,18 @@ QueueDep = Annotated[Queue, Depends(get_job_queue)]
 bearer = HTTPBearer(auto_error=False, description="an API token: `Authorization: Bearer <token>`")
 
 
-def _unauthorized(detail: str) -> ApiError:
-    return ApiError(401, f"authorization: {detail}", field="authorization", headers={"WWW-Authenticate": "Bearer"})
-
-
 def current_token(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)], settings: SettingsDep, connection: RedisDep
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    settings: SettingsDep,
+    connection: RedisDep,
 ) -> TokenRecord:
-    """The caller's token: 401 when missing, unknown or revoked."""
-    if credentials is None:
-        raise _unauthorized("expected 'Bearer <token>', got no bearer token")
-    admin = settings.admin_token.get_secret_value() if settings.admin_token else None
-    record = tokens.env_admin(admin, credentials.credentials) or tokens.lookup(connection, credentials.credentials)
-    if record is None:
-        raise _unauthorized("expected a valid API token, got an unknown one")
-    if record.revoked_at:
-        raise _unauthorized(f"expected a valid API token, got one revoked at {record.revoked_at}")
-    return record
+    """The caller's token: the one :class:`AuthenticateFirst` checked before the body was read,
+    or (outside its prefixes) checked here; 401 when missing, unknown or revoked."""
+    checked = getattr(request.state, STATE_KEY, None)
+    if checked is not None:
+        return checked
+    return authenticate(f"Bearer {credentials.credentials}" if credentials else None, settings, connection)
 
 
 CurrentToken = Annotated[TokenRecord, Depends(current_token)]

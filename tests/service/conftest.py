@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 
 from helpers.redis_server import redis_server, redis_url  # noqa: F401 (fixtures)
 from helpers.service import ADMIN, dataset_body
@@ -42,3 +46,20 @@ def dataset(api: TestClient) -> str:
     response = api.post("/v1/datasets", json=dataset_body())
     assert response.status_code == 201, response.text
     return response.json()["id"]
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[str]:
+    """uvicorn serving the app on a free port; yields the API root URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    while not instance.started:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    instance.should_exit = True
+    thread.join(10)

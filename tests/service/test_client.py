@@ -4,40 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import socket
-import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
-from helpers.service import ADMIN, CLASSES, LABELSET_PARAMS, dataset_body, nnunet_folder, run_burst_workers, write_tiny_study
+from helpers.service import ADMIN, CLASSES, LABELSET_PARAMS, dataset_body, nnunet_folder, run_burst_workers
 from softlabel.cli.main import app as softlabel
-from softlabel.service.app import create_app
 from softlabel.service.client import ApiError, ChecksumError, SoftlabelClient
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def server(settings) -> Iterator[str]:
-    """uvicorn serving the app on a free port; yields the API root URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    while not instance.started:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(10)
 
 
 @pytest.fixture
