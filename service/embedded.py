@@ -31,7 +31,7 @@ from typing import IO
 
 import httpx
 
-from .embedded_redis import EmbeddedRedis, terminate
+from .embedded_redis import EmbeddedRedis, child_of_this_process, terminate
 
 STATE_FILE = "embedded.json"
 TOKEN_FILE = "admin-token"
@@ -171,8 +171,8 @@ class EmbeddedStack:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
                 self._logs[log_name] = (self.log_dir / log_name).open("ab")
             output = self._logs[log_name]
-        # Own session: a terminal's Ctrl-C reaches only us, and we stop the children in order.
-        return subprocess.Popen(command, env=env, stdout=output, stderr=output, start_new_session=True)
+        # A terminal's Ctrl-C reaches only us, and we stop the children in order; they end with us.
+        return subprocess.Popen(command, env=env, stdout=output, stderr=output, **child_of_this_process())
 
     def start(self) -> "EmbeddedStack":
         """Start everything and wait until the API answers; stops what started on failure."""

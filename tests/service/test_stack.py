@@ -149,3 +149,24 @@ def test_the_stack_restarts_a_worker_killed_mid_job_and_the_job_finishes(tmp_pat
             assert job["status"] == "finished" and job["attempts"] == 2, job
             assert stack.supervise(restarts.append) is None and len(restarts) == 1
     assert "requeued" in (tmp_path / "logs" / "worker-0.log").read_text()  # by the new worker, in the same log
+
+
+@pytest.mark.slow
+def test_the_stack_ends_when_softlabel_up_is_killed(tmp_path):
+    """SIGKILL leaves `softlabel up` no chance to stop its children: the kernel does (PR_SET_PDEATHSIG)."""
+    data = tmp_path / "data"
+    up = subprocess.Popen([SOFTLABEL, "up", "--port", "0", "--data-dir", str(data), "--workers", "1"], cwd=tmp_path,
+                          env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (data / STATE_FILE).exists():
+            assert up.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        assert len(processes_using(data)) >= 3  # Redis, the API, a worker
+    finally:
+        up.kill()
+        up.wait()
+    deadline = time.monotonic() + 30
+    while processes_using(data) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_using(data) == []
