@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 from rq import Queue
-from rq.job import Job
+from rq.job import Job, JobStatus
 
 from softlabel.worker.engine.config import SofteningConfig
 from softlabel.worker.jobs.contract import JobOutputs, SoftenJobPayload
@@ -202,9 +202,16 @@ def manifest(storage: Storage, connection: redis.Redis, dataset: Dataset, labels
     )  # fmt: skip
 
 
-def cancel_jobs(connection: redis.Redis, dataset_id: str, names: list[str], cases: list[str]) -> None:
-    """Cancel the active jobs of these cases in these labelsets."""
+def discard_jobs(connection: redis.Redis, dataset_id: str, names: list[str], cases: list[str]) -> None:
+    """The jobs of these cases in these labelsets, whose data is being deleted: cancel the
+    queued ones and delete their records, stop the running ones (their records then expire
+    with ``SOFTLABEL_FAILURE_TTL_S``), and delete the records of the ended ones, which would
+    otherwise stay in Redis for ``SOFTLABEL_RESULT_TTL_S`` or ``SOFTLABEL_FAILURE_TTL_S``."""
     ids = [jobs.job_id_for(dataset_id, name, case) for name in names for case in cases]
     for job in jobs.fetch_jobs(connection, ids).values():
-        if jobs.is_active(job):
-            jobs.cancel(connection, job)  # type: ignore[arg-type]
+        if job is None:
+            continue
+        if job.get_status() == JobStatus.STARTED:
+            jobs.cancel(connection, job)
+        else:
+            job.delete(remove_from_queue=True)

@@ -10,7 +10,7 @@ from ... import datasets as ds
 from ... import layout
 from ...datasets import case_ids, labelset_names
 from ...imports import import_zip
-from ...labelsets import cancel_jobs
+from ...labelsets import discard_jobs
 from ...locks import dataset_lock
 from ...schemas import DatasetCreate, DatasetPublic, DatasetsPublic
 from ...uploads import UploadedFile
@@ -57,8 +57,8 @@ def get_dataset(dataset: DatasetDep, storage: StorageDep) -> DatasetPublic:
 
 @router.delete("/{dataset_id}", status_code=204, dependencies=[WriteScope])
 def delete_dataset(dataset: DatasetDep, storage: StorageDep, connection: RedisDep) -> Response:
-    """Cancel the dataset's jobs and delete its folder (studies, labelsets, results)."""
+    """Discard the dataset's jobs (their records too) and delete its folder (studies, labelsets, results)."""
     with dataset_lock(connection, dataset.id):
-        cancel_jobs(connection, dataset.id, labelset_names(storage, dataset.id), case_ids(storage, dataset.id))
+        discard_jobs(connection, dataset.id, labelset_names(storage, dataset.id), case_ids(storage, dataset.id))
         storage.delete(layout.dataset_dir(dataset.id))
     return Response(status_code=204)

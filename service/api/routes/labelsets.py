@@ -84,10 +84,10 @@ def get_labelset(dataset: DatasetDep, name: LabelsetName, storage: StorageDep, c
 
 @router.delete("/{name}", status_code=204, dependencies=[WriteScope])
 def delete_labelset(dataset: DatasetDep, name: LabelsetName, storage: StorageDep, connection: RedisDep) -> Response:
-    """Cancel the labelset's jobs and delete its results."""
+    """Discard the labelset's jobs (their records too) and delete its results."""
     with dataset_lock(connection, dataset.id):
         ls.get_labelset(storage, dataset.id, name)
-        ls.cancel_jobs(connection, dataset.id, [name], case_ids(storage, dataset.id))
+        ls.discard_jobs(connection, dataset.id, [name], case_ids(storage, dataset.id))
         storage.delete(layout.labelset_meta(dataset.id, name))
         storage.delete(layout.labelset_dir(dataset.id, name))
     return Response(status_code=204)

@@ -11,7 +11,7 @@ from ... import layout
 from ... import studies as st
 from ...datasets import labelset_names, refresh_num_training
 from ...errors import not_found
-from ...labelsets import cancel_jobs
+from ...labelsets import discard_jobs
 from ...locks import dataset_lock
 from ...schemas import StudiesPublic, StudyPublic
 from ...uploads import UploadedFile, add_study
@@ -62,11 +62,11 @@ def get_study(dataset: DatasetDep, case_id: CaseId, storage: StorageDep) -> Stud
 
 @router.delete("/{case_id}", status_code=204, dependencies=[WriteScope])
 def delete_study(dataset: DatasetDep, case_id: CaseId, storage: StorageDep, connection: RedisDep) -> Response:
-    """Cancel the study's jobs, then delete its files and its results in every labelset."""
+    """Discard the study's jobs (their records too), then delete its files and its results in every labelset."""
     with dataset_lock(connection, dataset.id):
         study = st.get_study(storage, dataset.id, case_id)
         names = labelset_names(storage, dataset.id)
-        cancel_jobs(connection, dataset.id, names, [case_id])
+        discard_jobs(connection, dataset.id, names, [case_id])
         st.delete_study_files(storage, study, names)
         refresh_num_training(storage, dataset)
     return Response(status_code=204)
