@@ -14,6 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import pytest
 import redis
+from rq import Worker
 
 from helpers.service import (
     ADMIN,
@@ -110,6 +111,7 @@ def test_a_sigkilled_worker_job_completes_after_recovery(api, dataset, settings,
     job = api.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "finished" and job["attempts"] == 2, job
     assert "requeued" in (tmp_path / "rescuer" / "worker-0.log").read_text()
+    assert "victim" not in [worker.name for worker in Worker.all(connection=connection)]  # no longer registered as busy
     assert json.loads((outputs / "big.json").read_text())["attempt"] == 2
     assert nib.load(outputs / "big.nii.gz").shape == BIG + (CLASSES,)
     assert checker.errors == [] and checker.checked > 0

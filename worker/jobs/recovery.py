@@ -19,10 +19,11 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 
 import redis
-from rq import Queue
+from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.job_lifecycle import record_job_failure
+from rq.worker_registration import unregister
 
 from .contract import LEASE_KEY, LEGACY_SOFTEN_JOBS, RECOVERING_KEY, SOFTEN_JOB
 
@@ -91,8 +92,23 @@ def requeue_abandoned(connection: redis.Redis, queues: Sequence[Queue], *, lease
             if not connection.set(RECOVERING_KEY.format(job_id=job_id), lease_holder(), nx=True, ex=RECOVERING_LOCK_S):
                 continue
             _recover(connection, queue, job, keys, max_recoveries=max_recoveries)
+            _forget_worker(connection, job.worker_name)
             recovered.append(job_id)
     return recovered
+
+
+def _forget_worker(connection: redis.Redis, name: str | None) -> None:
+    """Unregister the worker that held an abandoned job: it died (its lease expired), but RQ keeps
+    it registered as busy until its key's TTL (7 minutes) runs out."""
+    if not name:
+        return
+    worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + name, connection=connection)
+    if worker is not None:
+        with connection.pipeline() as pipe:
+            unregister(worker, pipe)
+            pipe.delete(worker.key)
+            pipe.execute()
+        log.warning("worker %s died while running a job; unregistered it", name)
 
 
 def rename_legacy_jobs(connection: redis.Redis, queues: Sequence[Queue], *, include_failed: bool = True) -> list[str]:
