@@ -29,7 +29,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False)
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULTS = SofteningConfig()  # the options' defaults are the configuration's (engine/config.py)
 
-MethodOpt = Annotated[str, typer.Option("--method", help="superpixel | gaussian | smoothing | hard")]
+MethodOpt = Annotated[str, typer.Option("--method", help="superpixel | gaussian | smoothing | hard | svls")]
 NSegmentsOpt = Annotated[int, typer.Option("--n-segments", help="SLIC superpixel count")]
 CompactnessOpt = Annotated[float, typer.Option("--compactness", help="SLIC compactness (intensities rescaled to [0, 1])")]
 MaxNumIterOpt = Annotated[int, typer.Option("--max-num-iter", help="SLIC iterations at most")]

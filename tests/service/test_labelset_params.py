@@ -26,3 +26,9 @@ def test_bad_parameters_are_refused_before_anything_is_queued(api, dataset, sett
     assert response.status_code == 422, response.text
     assert api.get(f"/v1/datasets/{dataset}/labelsets/sp").status_code == 404
     assert Queue(settings.queue, connection=redis.Redis.from_url(settings.redis_url)).count == 0
+
+
+def test_svls_is_a_labelset_method(api, dataset) -> None:
+    response = api.post(f"/v1/datasets/{dataset}/labelsets", json={"name": "svls", "method": "svls", "params": {"sigma": 1.0}})
+    assert response.status_code == 202, response.text
+    assert response.json()["method"] == "svls" and response.json()["params"] == {"sigma": 1.0, "normalize": False, "dtype": "uint8"}

@@ -42,7 +42,7 @@ def _study(seed: int = 0, shape=(37, 29, 17), classes: int = 9):
     "config",
     [SofteningConfig(), SofteningConfig(distance="mm"), SofteningConfig(normalize=True),
      SofteningConfig(method="gaussian", sigma=1.5, distance="mm"), SofteningConfig(method="smoothing"),
-     SofteningConfig(method="hard")],
+     SofteningConfig(method="hard"), SofteningConfig(method="svls", sigma=1.5)],
 )  # fmt: skip
 def test_gpu_soft_labels_match_cpu(cp, config: SofteningConfig) -> None:
     image, label, superpixels = _study()

@@ -1,4 +1,4 @@
-"""hard, smoothing and gaussian softeners, per-voxel normalisation and the config."""
+"""hard, smoothing, gaussian and SVLS softeners, per-voxel normalisation and the config."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from helpers.studies import random_label
 from softlabel.worker.engine.config import SofteningConfig
-from softlabel.worker.engine.softening.softeners import soften_label
+from softlabel.worker.engine.softening.softeners import soften_label, svls_kernel
 
 SPACING_3D = (1.5, 1.0, 3.0)
 
@@ -45,6 +45,48 @@ def test_gaussian_sigma_in_mm_scales_per_axis() -> None:
     sigma_vox = [3.0 / s for s in SPACING_3D]
     expected = ndimage.gaussian_filter((label == 1).astype(np.float32), sigma_vox, mode="nearest", truncate=4.0)
     np.testing.assert_allclose(soft[..., 1], expected, atol=1e-6)
+
+
+def svls_by_hand(label: np.ndarray, num_classes: int, sigma: float) -> np.ndarray:
+    """SVLS written out voxel by voxel: each voxel's 3^d neighbourhood (edge voxels repeated),
+    Gaussian weights with the centre set to the others' sum, normalised; float64."""
+    ndim = label.ndim
+    offsets = [np.array(o) - 1 for o in np.ndindex((3,) * ndim)]
+    raw = {tuple(o): np.exp(-(o**2).sum() / (2 * sigma**2)) for o in offsets}
+    centre = (0,) * ndim
+    raw[centre] = sum(w for o, w in raw.items() if o != centre)
+    total = sum(raw.values())
+    soft = np.zeros(label.shape + (num_classes,))
+    for index in np.ndindex(label.shape):
+        for offset, weight in raw.items():
+            neighbour = tuple(min(max(i + o, 0), n - 1) for i, o, n in zip(index, offset, label.shape))
+            soft[index + (label[neighbour],)] += weight / total
+    return soft
+
+
+def test_svls_kernel_by_hand() -> None:
+    kernel = svls_kernel(2, 1.0)
+    side, corner = np.exp(-0.5), np.exp(-1.0)  # 4 of each around the centre
+    others = 4 * side + 4 * corner
+    np.testing.assert_allclose(kernel[1, 1], others / (2 * others))  # the centre keeps half
+    np.testing.assert_allclose(kernel[0, 1], side / (2 * others))
+    np.testing.assert_allclose(kernel[0, 0], corner / (2 * others))
+    assert svls_kernel(3, 1.0).shape == (3, 3, 3) and np.isclose(svls_kernel(3, 2.0).sum(), 1)
+
+
+@pytest.mark.parametrize(("shape", "sigma"), [((9, 7), 1.0), ((7, 6, 5), 1.0), ((6, 5, 4), 2.0)])
+def test_svls_equals_the_direct_reference(shape: tuple[int, ...], sigma: float) -> None:
+    label = random_label(shape, 4, seed=len(shape))
+    soft = soften_label(label, config=SofteningConfig(method="svls", sigma=sigma), num_classes=5, spacing_mm=(1.0,) * len(shape))
+    assert soft.dtype == np.float32
+    np.testing.assert_allclose(soft, svls_by_hand(label, 5, sigma), atol=1e-6)
+    np.testing.assert_allclose(soft.sum(-1), 1, atol=1e-5)
+    assert not soft[..., 4].any()
+
+
+def test_svls_uses_sigma_and_normalize_only() -> None:
+    config = SofteningConfig(method="svls", sigma=1.5, n_segments=10, distance="mm")
+    assert config.output_params() == {"method": "svls", "dtype": "uint8", "sigma": 1.5, "normalize": False}
 
 
 def test_normalize_divides_by_sum() -> None:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Method = Literal["superpixel", "gaussian", "smoothing", "hard"]
+Method = Literal["superpixel", "gaussian", "smoothing", "hard", "svls"]
 SlicImplementation = Literal["skimage", "native"]
 DistanceUnit = Literal["voxel", "mm"]
 OutputDtype = Literal["uint8", "float32"]
@@ -41,7 +41,9 @@ class SofteningConfig(BaseModel):
     compactness: float = Field(DEFAULT_COMPACTNESS, gt=0, le=MAX_COMPACTNESS, description="SLIC compactness (superpixel only)")
     max_num_iter: int = Field(10, ge=1, le=MAX_NUM_ITER, description="SLIC iterations (superpixel only)")
     slic: SlicImplementation = Field("native", description="SLIC implementation: ours (default) or scikit-image's")
-    sigma: float = Field(1.0, gt=0, le=MAX_SIGMA, description="Gaussian std in voxels, or mm with distance='mm' (gaussian only)")
+    sigma: float = Field(
+        1.0, gt=0, le=MAX_SIGMA, description="Gaussian std: gaussian (voxels, or mm with distance='mm') and svls (voxels)"
+    )
     eps: float = Field(0.1, ge=0, le=1, description="label smoothing epsilon (smoothing only)")
     distance: DistanceUnit = Field("voxel", description="distance unit for superpixel distances and gaussian sigma")
     normalize: bool = Field(False, description="divide each voxel's K probabilities by their sum")
@@ -58,6 +60,7 @@ class SofteningConfig(BaseModel):
         keep = {
             "superpixel": ("n_segments", "compactness", "max_num_iter", "slic", "distance", "normalize"),
             "gaussian": ("sigma", "distance", "normalize"),
+            "svls": ("sigma", "normalize"),
             "smoothing": ("eps", "normalize"),
             "hard": (),
         }[self.method]

@@ -1,10 +1,12 @@
-"""The four softeners behind one interface (SPEC section 1): hard, smoothing, gaussian, superpixel."""
+"""The softeners behind one interface (SPEC section 1): hard, smoothing, gaussian, superpixel, and SVLS."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import numpy as np
 
 from ..backend import array_module, backend_of, cpu_threads, ndimage_module
 from ..config import SofteningConfig
@@ -36,6 +38,42 @@ def gaussian_soft_labels(label: Any, *, num_classes: int, sigma_vox: Sequence[fl
     else:
         for c in range(num_classes):
             blur(c)
+    return soft
+
+
+def svls_kernel(ndim: int, sigma: float) -> np.ndarray:
+    """The SVLS kernel (Islam and Glocker, IPMI 2021): float64 ``(3,) * ndim``.
+
+    Gaussian weights ``exp(-|x|^2 / (2 sigma^2))`` over the offsets in {-1, 0, 1}^ndim (voxel
+    units), the centre weight replaced by the sum of the others, then normalised to sum 1: the
+    voxel's own class keeps half the mass, its neighbours' classes share the other half.
+    """
+    offsets = np.indices((3,) * ndim) - 1
+    weights = np.exp(-(offsets**2).sum(axis=0) / (2.0 * sigma**2))
+    centre = (1,) * ndim
+    weights[centre] = 0.0
+    weights[centre] = weights.sum()
+    return weights / weights.sum()
+
+
+def svls_soft_labels(label: Any, *, num_classes: int, sigma: float) -> Any:
+    """Spatially varying label smoothing: each one-hot channel correlated with
+    :func:`svls_kernel`; the image edge is extended by its nearest value, so the K channels
+    still sum to 1. float32 (X, Y[, Z], K) on the label's device."""
+    backend = backend_of(label)
+    ndi, xp = ndimage_module(backend), array_module(backend)
+    kernel = xp.asarray(svls_kernel(label.ndim, sigma), dtype=xp.float32)
+    soft = one_hot(label, num_classes=num_classes)
+
+    def smooth(c: int) -> None:
+        soft[..., c] = ndi.correlate(soft[..., c], kernel, mode="nearest")
+
+    if backend == "cpu":
+        with ThreadPoolExecutor(max_workers=cpu_threads()) as pool:
+            list(pool.map(smooth, range(num_classes)))
+    else:
+        for c in range(num_classes):
+            smooth(c)
     return soft
 
 
@@ -77,6 +115,8 @@ def soften_label(
     elif config.method == "gaussian":
         sigma_vox = [config.sigma / s for s in spacing_mm] if in_mm else [config.sigma] * label.ndim
         soft = gaussian_soft_labels(label, num_classes=num_classes, sigma_vox=sigma_vox)
+    elif config.method == "svls":
+        soft = svls_soft_labels(label, num_classes=num_classes, sigma=config.sigma)
     else:
         if superpixels is None:
             raise ValueError("superpixels: expected a superpixel map for method 'superpixel', got None")
