@@ -46,6 +46,23 @@ def metrics_command(
     typer.echo(json.dumps(result, indent=2))
 
 
+@app.command("label-quality")
+def label_quality_command(
+    soft: Annotated[Path, typer.Option("--soft", help="Soft labels (X, Y, Z, K) NIfTI, or a folder of <case>.nii.gz.")],
+    label: Annotated[Path, typer.Option("--label", help="The noisy annotation they were made from (file or folder).")],
+    truth: Annotated[Path, typer.Option("--truth", help="The clean truth (file or folder).")],
+) -> None:
+    """Judge soft labels against the clean truth (Brier score, how selectively errors are
+    softened, the true class's probability on errors) as JSON; folders give a row per case and the mean."""
+    from .label_quality import score_case, score_folders
+
+    try:
+        result = score_folders(soft, label, truth) if soft.is_dir() else score_case(soft, label, truth)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    typer.echo(json.dumps(result, indent=2))
+
+
 @app.command("make-benchmark")
 def make_benchmark_command(
     out: Annotated[Path, typer.Option("--out", help="Output folder (nnU-Net raw dataset layout).")],
