@@ -13,6 +13,7 @@ import typer
 
 app = typer.Typer(help="Train and evaluate U-Nets on soft labels; score segmentations.", no_args_is_help=True)
 TokenOption = Annotated[Optional[str], typer.Option("--token", envvar="SOFTLABEL_TOKEN", help="Service bearer token.")]
+API_ENV = "SOFTLABEL_API_URL"  # as the service's client commands and the README
 
 
 def _service_errors() -> tuple[type[Exception], ...]:
@@ -25,7 +26,16 @@ def _service_errors() -> tuple[type[Exception], ...]:
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
+    """Exit 1 with one line; a connection that failed names the URL it tried."""
+    import httpx
+
+    where = ""
+    if isinstance(exc, httpx.RequestError):
+        try:
+            where = f"{exc.request.url}: "
+        except RuntimeError:  # raised without its request
+            pass
+    typer.echo(f"error: {where}{exc}", err=True)
     return typer.Exit(code=1)  # bad input or service error, as every softlabel command
 
 
@@ -73,7 +83,7 @@ def make_benchmark_command(
     spacing_mm: Annotated[float, typer.Option("--spacing-mm", help="Isotropic voxel size to resample the 1 mm template to.")] = 1.0,
     crop: Annotated[tuple[int, int, int], typer.Option("--crop", help="3D crop size in voxels (X Y Z).")] = (96, 96, 96),
     upload: Annotated[bool, typer.Option("--upload", help="Upload images and perturbed labels to the service as a dataset.")] = False,
-    api: Annotated[str, typer.Option("--api", help="Service root URL (with --upload).")] = "http://127.0.0.1:8000",
+    api: Annotated[str, typer.Option("--api", envvar=API_ENV, help="Service root URL (with --upload).")] = "http://127.0.0.1:8000",
     dataset_id: Annotated[str, typer.Option("--dataset-id", help="Dataset id on the service (with --upload).")] = "mni-bench",
     token: TokenOption = None,
 ) -> None:
@@ -103,7 +113,7 @@ def make_benchmark_command(
 def train_command(
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset id on the service.")],
     labelset: Annotated[str, typer.Option("--labelset", help="Labelset name (its manifest gives images, labels, soft labels).")],
-    api: Annotated[Optional[str], typer.Option("--api", help="Service root URL.")] = None,
+    api: Annotated[Optional[str], typer.Option("--api", envvar=API_ENV, help="Service root URL.")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="unet2d or unet3d.")] = None,
     loss: Annotated[Optional[str], typer.Option("--loss", help="Terms joined by '+': ce|wce, dice, kl, e.g. kl+wce+dice.")] = None,
     alpha: Annotated[Optional[float], typer.Option("--alpha", help="Weight of the Dice term.")] = None,
@@ -149,7 +159,7 @@ def evaluate_command(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="checkpoints/best.pt or last.pt of a run.")],
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset id; default: the one trained on.")] = None,
     labelset: Annotated[Optional[str], typer.Option("--labelset", help="Labelset; default: the one trained on.")] = None,
-    api: Annotated[Optional[str], typer.Option("--api")] = None,
+    api: Annotated[Optional[str], typer.Option("--api", envvar=API_ENV, help="Service root URL.")] = None,
     split: Annotated[Optional[str], typer.Option("--split", help="test, val, train or all (default: test, or all on another dataset).")] = None,
     truth_dir: Annotated[Optional[Path], typer.Option("--truth-dir")] = None,
     offline: Annotated[bool, typer.Option("--offline")] = False,
@@ -171,7 +181,7 @@ def evaluate_command(
 @app.command("experiment")
 def experiment_command(
     config: Annotated[Path, typer.Option("--config", help="Experiment file (TOML or JSON); see docs/experiments.md.")],
-    api: Annotated[Optional[str], typer.Option("--api", help="Service root URL; overrides the file's train.api.")] = None,
+    api: Annotated[Optional[str], typer.Option("--api", envvar=API_ENV, help="Service root URL; overrides the file's train.api.")] = None,
     token: TokenOption = None,
 ) -> None:
     """Methods x losses x seeds on one dataset; prints the paper's Table 1 layout and paired tests."""

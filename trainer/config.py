@@ -12,9 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .losses import parse_spec
 
 
+BUNDLED_CONFIGS = Path(__file__).parent / "configs"  # e.g. train_small_2d_cpu.toml
+
+
 def read_fields(path: Path) -> dict[str, Any]:
-    """The fields in a TOML (``.toml``) or JSON file; a missing file is a ValueError naming it."""
+    """The fields in a TOML (``.toml``) or JSON file, or in a bundled config named by its stem
+    (``train_small_2d_cpu``); a missing file is a ValueError naming it."""
     path = Path(path)
+    if not path.exists() and path.suffix == "" and (BUNDLED_CONFIGS / f"{path.name}.toml").exists():
+        path = BUNDLED_CONFIGS / f"{path.name}.toml"
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -59,7 +65,7 @@ class TrainConfig(BaseModel):
     lr: float = Field(3e-4, gt=0.0)
     weight_decay: float = Field(1e-5, ge=0.0)
     lr_factor: float = Field(0.5, gt=0.0, lt=1.0)  # ReduceLROnPlateau on validation Dice
-    lr_patience_epochs: int = Field(20, ge=0)
+    lr_patience_epochs: int = Field(20, ge=0)  # epochs without improvement before the LR drops
     val_every_epochs: int = Field(1, ge=1)
     device: str = "auto"  # "auto": cuda when available, else cpu
     torch_threads: Optional[int] = Field(None, ge=1)  # CPU threads; default: torch's choice (one per core)
@@ -92,3 +98,8 @@ class TrainConfig(BaseModel):
     @property
     def effective_batch_size(self) -> int:
         return self.batch_size or (16 if self.spatial_dims == 2 else 2)
+
+    def plateau_patience(self, *, validates: bool) -> int:
+        """ReduceLROnPlateau's patience, counted in its steps: one per validation (every
+        ``val_every_epochs`` epochs) when there are validation cases, else one per epoch."""
+        return -(-self.lr_patience_epochs // self.val_every_epochs) if validates else self.lr_patience_epochs

@@ -7,7 +7,8 @@ Layouts (nibabel's axis order, channels first once in memory):
 - soft : (K, X, Y[, Z]) float32 in [0, 1] or None;
 - truth : (X, Y[, Z]) uint8 evaluation labels (clean truth) or None.
 
-A 2D case is stored on disk as (X, Y, 1) and held in memory with two spatial axes.
+A 2D case is stored on disk as (X, Y) or (X, Y, 1) (soft labels as (X, Y, 1, K), as the engine
+writes them) and held in memory with two spatial axes.
 """
 
 from __future__ import annotations
@@ -51,12 +52,16 @@ class Case:
         return self.label.ndim
 
 
-def _spatial(data: np.ndarray, path: Path, ndim: int) -> np.ndarray:
-    """Drop the singleton third axis of a 2D (X, Y, 1[, K]) file."""
+def _spatial(data: np.ndarray, path: Path, ndim: int, *, trailing: int = 0) -> np.ndarray:
+    """A 2D case's (X, Y[, K]) from a file stored (X, Y[, K]) or (X, Y, 1[, K]); ``trailing``
+    axes (the soft labels' K) follow the spatial ones."""
     if ndim == 2:
-        if data.shape[2] != 1:
-            raise ValueError(f"{path}: shape: expected (X, Y, 1) for a 2D case, got {data.shape}")
-        return data[:, :, 0]
+        spatial = data.ndim - trailing
+        if spatial == 2:
+            return data
+        if spatial == 3 and data.shape[2] == 1:
+            return data[:, :, 0]
+        raise ValueError(f"{path}: shape: expected (X, Y) or (X, Y, 1) for a 2D case, got {data.shape}")
     return data
 
 
@@ -64,7 +69,7 @@ def load_case(files: CaseFiles, *, num_classes: int) -> Case:
     """Read one case; 2D when the label file is (X, Y, 1). Checks shapes and label range."""
     label_img = nib.load(files.label)
     raw = np.asarray(label_img.dataobj)
-    ndim = 2 if raw.ndim == 3 and raw.shape[2] == 1 else raw.ndim
+    ndim = 2 if raw.ndim == 2 or (raw.ndim == 3 and raw.shape[2] == 1) else raw.ndim
     label = _spatial(raw, files.label, ndim)
     if label.min() < 0 or label.max() >= num_classes:
         raise ValueError(f"{files.label}: label values: expected integers in [0, {num_classes}), got [{label.min()}, {label.max()}]")
@@ -76,11 +81,11 @@ def load_case(files: CaseFiles, *, num_classes: int) -> Case:
         channels.append((data - data.mean()) / max(float(data.std()), 1e-6))
     soft = None
     if files.soft is not None:
-        img = nib.load(files.soft)
-        data = np.asarray(img.get_fdata(dtype=np.float32))
-        if data.ndim != raw.ndim + 1 or data.shape[:-1] != raw.shape or data.shape[-1] != num_classes:
-            raise ValueError(f"{files.soft}: shape: expected {(*raw.shape, num_classes)}, got {data.shape}")
-        soft = np.ascontiguousarray(np.moveaxis(_spatial(data, files.soft, ndim), -1, 0))
+        data = np.asarray(nib.load(files.soft).get_fdata(dtype=np.float32))
+        spatial = _spatial(data, files.soft, ndim, trailing=1) if data.ndim >= ndim + 1 else data
+        if spatial.ndim != ndim + 1 or spatial.shape[:-1] != label.shape or spatial.shape[-1] != num_classes:
+            raise ValueError(f"{files.soft}: shape: expected {(*label.shape, num_classes)} (2D: stored with a third axis of 1), got {data.shape}")
+        soft = np.ascontiguousarray(np.moveaxis(spatial, -1, 0))
     truth = None
     if files.truth is not None:
         truth = _spatial(np.asarray(nib.load(files.truth).dataobj), files.truth, ndim).astype(np.uint8)
@@ -195,8 +200,11 @@ class PatchSampler:
 
 
 def default_patch_size(cases: Sequence[Case], spatial_dims: int, divisor: int) -> tuple[int, ...]:
-    """The largest case extent per axis in 2D, (96, 96, 96) capped by it in 3D; rounded up to ``divisor``."""
-    largest = np.max([c.label.shape for c in cases], axis=0)
-    size = largest if spatial_dims == 2 else np.minimum(largest, 96)
-    return tuple(int(-(-s // divisor) * divisor) for s in size)
-
+    """Rounded up to ``divisor``: in 2D the largest case extent per axis (a whole slice); in 3D
+    three quarters of the smallest case extent, at most 96, so that patches move inside every
+    case (a patch as large as the case, the benchmark's 96^3 crops, was the same patch each time)."""
+    if spatial_dims == 2:
+        size = np.max([c.label.shape for c in cases], axis=0)
+    else:
+        size = np.minimum(np.ceil(0.75 * np.min([c.label.shape for c in cases], axis=0)), 96)
+    return tuple(int(-(-int(s) // divisor) * divisor) for s in size)

@@ -33,14 +33,16 @@ def predict(
     """Softmax probabilities (K, X, Y[, Z]) float32 of one image (C, X, Y[, Z]).
 
     MONAI's ``sliding_window_inference`` with Gaussian blending over windows of
-    ``patch_size``; an image no larger than one window is padded and run once.
+    ``patch_size``; an image no larger than one window is padded and run once. Padding takes
+    the image's lowest value, as the training patches do (``datasets.PatchSampler``).
     """
     from monai.inferers import sliding_window_inference
 
     model.eval()
     x = torch.from_numpy(np.ascontiguousarray(image))[None].to(device)
     with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
-        logits = sliding_window_inference(x, tuple(patch_size), sw_batch_size, model, overlap=overlap, mode="gaussian")
+        logits = sliding_window_inference(x, tuple(patch_size), sw_batch_size, model, overlap=overlap, mode="gaussian",
+                                          cval=float(image.min()))  # fmt: skip
     return torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
 
 

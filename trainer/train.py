@@ -26,6 +26,7 @@ from .metrics import dice_scores
 from .models import build_unet, size_divisor
 from .plots import plot_curves
 
+ESTIMATE_AFTER_STEPS = 3  # steps timed before the estimate of the whole run is printed
 RUNNING_LOSS_DECAY = 0.9  # exponential moving average of the loss shown in the progress bar
 
 
@@ -94,6 +95,14 @@ def validation_dice(model, cases: list[Case], *, classes: list[int], patch_size,
     return float(np.nanmean(scores))
 
 
+def training_estimate(step_s: float, steps: int) -> str:
+    """One line saying how long ``steps`` training steps of ``step_s`` seconds take."""
+    total = step_s * steps
+    hours, rest = divmod(round(total), 3600)
+    duration = f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
+    return f"about {step_s:.2f} s per step: {steps} steps take about {duration}, plus validation"
+
+
 def train(cfg: TrainConfig, data: TrainingData, run_dir: Path, *, resume: bool = False, progress: bool = True) -> dict:
     """Train one model; returns the final entry of the history plus the best validation Dice.
 
@@ -125,7 +134,8 @@ def train(cfg: TrainConfig, data: TrainingData, run_dir: Path, *, resume: bool =
     model = build_unet(spatial_dims=cfg.spatial_dims, in_channels=data.in_channels, num_classes=data.num_classes,
                        channels=cfg.channels, num_res_units=cfg.num_res_units).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience_epochs)
+    patience = cfg.plateau_patience(validates=bool(val_cases))
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.lr_factor, patience=patience)
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     rng = np.random.default_rng(cfg.seed)
     history: list[dict] = []
@@ -157,7 +167,10 @@ def train(cfg: TrainConfig, data: TrainingData, run_dir: Path, *, resume: bool =
             model.train()
             sums: dict[str, float] = {}
             bar.update(task, description=f"epoch {epoch + 1}/{cfg.epochs}")
-            for _ in range(cfg.steps_per_epoch):
+            for step in range(cfg.steps_per_epoch):
+                if progress and epoch == start_epoch and step == ESTIMATE_AFTER_STEPS:
+                    remaining = (cfg.epochs - start_epoch) * cfg.steps_per_epoch
+                    bar.console.print(training_estimate((time.perf_counter() - t0) / step, remaining))
                 image, label, soft = sampler.sample(batch_size, rng)
                 x, y = torch.from_numpy(image).to(device), torch.from_numpy(label).to(device)
                 q = torch.from_numpy(soft).to(device) if soft is not None else None

@@ -41,6 +41,20 @@ def test_load_2d_case_with_uint8_soft_labels(tmp_path):
     np.testing.assert_array_equal(case.truth, case.label)
 
 
+def test_load_2d_case_stored_with_two_axes(tmp_path):
+    """A 2D study stored (X, Y): its soft labels come from the engine as (X, Y, 1, K)."""
+    label = np.zeros((6, 5), np.uint8)
+    label[2:5, 1:4] = 1
+    soft = np.stack([1.0 - label, label], axis=-1).astype(np.float32)[:, :, None, :]
+    case = load_case(CaseFiles("c", (_write(tmp_path, "i.nii", np.ones((6, 5), np.float32)),), _write(tmp_path, "l.nii", label),
+                               _write(tmp_path, "s.nii", soft), _write(tmp_path, "t.nii", label)), num_classes=2)  # fmt: skip
+    assert case.spatial_dims == 2 and case.label.shape == (6, 5) and case.soft.shape == (2, 6, 5)
+    np.testing.assert_array_equal(case.soft[1], label)
+    with pytest.raises(ValueError, match=r"s.nii: shape: expected \(6, 5, 2\)"):
+        load_case(CaseFiles("c", (_write(tmp_path, "i.nii", np.ones((6, 5), np.float32)),), _write(tmp_path, "l.nii", label),
+                            _write(tmp_path, "s.nii", soft[:, :4])), num_classes=2)  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("label", "soft_shape", "match"),
     [
@@ -130,4 +144,16 @@ def test_sampler_is_deterministic_and_checks_input():
 def test_default_patch_size():
     rng = np.random.default_rng(0)
     assert default_patch_size([_case((37, 50), rng), _case((40, 20), rng)], 2, 16) == (48, 64)
-    assert default_patch_size([_case((120, 30, 97), rng)], 3, 8) == (96, 32, 96)
+    assert default_patch_size([_case((120, 30, 97), rng)], 3, 8) == (96, 24, 80)  # 3/4 of each extent, at most 96
+
+
+def test_3d_patches_move_inside_a_case_the_size_of_the_old_default():
+    """The benchmark's 96^3 crops: the default patch is smaller, so patches differ in position."""
+    rng = np.random.default_rng(0)
+    case = _case((96, 96, 96), rng)
+    patch = default_patch_size([case], 3, 8)
+    assert patch == (72, 72, 72)
+    case.image[0] = np.indices(case.label.shape)[0]  # channel 0 holds each voxel's x index
+    sampler = PatchSampler([case], patch)
+    starts = {int(sampler.sample(1, rng)[0][0, 0].min()) for _ in range(12)}  # a flip keeps the smallest x
+    assert len(starts) > 1 and max(starts) <= 96 - 72

@@ -73,3 +73,16 @@ def test_errors_name_the_file(maps, make, match):
     assert res.exit_code == 1
     assert res.output.startswith("error: ")
     assert re.search(match, res.output)
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--dataset", "d", "--labelset", "l"],
+    ["make-benchmark", "--n-2d", "1", "--n-3d", "0", "--spacing-mm", "4", "--upload"],
+])  # fmt: skip
+def test_commands_reach_the_service_named_by_softlabel_api_url(command, tmp_path) -> None:
+    """The README exports SOFTLABEL_API_URL; a refused connection names the URL it tried."""
+    unreachable = "http://127.0.0.1:9"
+    args = [*command, "--out", str(tmp_path / "out"), "--cache-dir" if command[0] == "train" else "--seed",
+            str(tmp_path / "cache") if command[0] == "train" else "0"]
+    result = CliRunner().invoke(app, args, env={"SOFTLABEL_API_URL": unreachable, "SOFTLABEL_TOKEN": "t"})
+    assert result.exit_code == 1 and unreachable in result.output, result.output

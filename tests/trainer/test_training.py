@@ -65,13 +65,14 @@ def test_train_writes_run_folder_and_evaluates(tmp_path, service):
     assert set(result["mean"]) == {"dice", "vs", "hd95", "asd", "assd"}
 
 
-def test_resume_continues_exactly(tmp_path, service):
+def test_resume_continues_exactly(tmp_path, service, capsys):
     _, truth_dir = service
     data = load_training_data(_cfg(tmp_path, truth_dir))
     straight, split = tmp_path / "straight", tmp_path / "split"
-    train(_cfg(tmp_path, truth_dir, epochs=2), data, straight, progress=False)
-    train(_cfg(tmp_path, truth_dir, epochs=1), data, split, progress=False)
-    train(_cfg(tmp_path, truth_dir, epochs=2), data, split, resume=True, progress=False)
+    train(_cfg(tmp_path, truth_dir, epochs=2, steps_per_epoch=4), data, straight, progress=True)
+    assert "s per step: 8 steps take about" in capsys.readouterr().out  # the estimate, printed up front
+    train(_cfg(tmp_path, truth_dir, epochs=1, steps_per_epoch=4), data, split, progress=False)
+    train(_cfg(tmp_path, truth_dir, epochs=2, steps_per_epoch=4), data, split, resume=True, progress=False)
     a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(split / "checkpoints" / "last.pt", weights_only=True)
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
@@ -125,3 +126,23 @@ def test_3d_patches_and_sliding_window(tmp_path, monkeypatch):
     pred = np.asarray(__import__("nibabel").load(tmp_path / "run3d" / "eval" / "predictions" / f"{data.splits['test'][0]}.nii.gz").dataobj)
     assert pred.shape == (12, 14, 10)
     assert result["cases"][data.splits["test"][0]]["spacing_mm"] == [1.5, 1.0, 2.0]
+
+
+def test_plateau_patience_is_counted_in_epochs() -> None:
+    """The scheduler steps once per validation: 20 epochs of patience with validation every 5
+    epochs are 4 of its steps (it counted 20 validations, i.e. 100 epochs)."""
+    from softlabel.trainer.config import TrainConfig
+
+    cfg = TrainConfig(dataset="d", labelset="l", lr_patience_epochs=20, val_every_epochs=5)
+    assert cfg.plateau_patience(validates=True) == 4 and cfg.plateau_patience(validates=False) == 20
+    assert TrainConfig(dataset="d", labelset="l", lr_patience_epochs=7, val_every_epochs=2).plateau_patience(validates=True) == 4
+
+
+def test_the_run_time_is_estimated_up_front_and_a_small_cpu_config_ships() -> None:
+    from softlabel.trainer.config import TrainConfig, read_fields
+    from softlabel.trainer.train import training_estimate
+
+    assert training_estimate(3.0, 25_000) == "about 3.00 s per step: 25000 steps take about 20 h 50 min, plus validation"
+    assert training_estimate(0.5, 250) == "about 0.50 s per step: 250 steps take about 2 min 05 s, plus validation"
+    small = TrainConfig(dataset="d", labelset="l", **read_fields("train_small_2d_cpu"))
+    assert small.model == "unet2d" and small.epochs * small.steps_per_epoch == 250 and small.device == "cpu"
