@@ -17,19 +17,6 @@ app = typer.Typer(help="nnU-Net v2 on soft labels (the 'nnunet' extra): export, 
 TokenOption = Annotated[Optional[str], typer.Option("--token", envvar="SOFTLABEL_TOKEN", help="Service bearer token.")]
 
 
-def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(code=1)
-
-
-def _errors() -> tuple[type[Exception], ...]:
-    import httpx
-
-    from softlabel.service.client import ApiError
-
-    return (ValueError, ApiError, httpx.TransportError)
-
-
 @app.command("export")
 def export_command(
     dataset_id: Annotated[int, typer.Option("--id", help="nnU-Net dataset id (1..999): writes Dataset<ID>_<name>.")],
@@ -44,6 +31,7 @@ def export_command(
     token: TokenOption = None,
 ) -> None:
     """Write an nnU-Net raw dataset (imagesTr, labelsTr, dataset.json) with the soft labels in softlabelsTr/."""
+    from ..cli import _fail, _service_errors
     from .export import export_from_service, export_local
 
     out = out or (Path(os.environ["nnUNet_raw"]) if os.environ.get("nnUNet_raw") else None)
@@ -63,7 +51,7 @@ def export_command(
                                  f"dataset={dataset!r}, labelset={labelset!r}")
             root = export_from_service(api, dataset, labelset, out, dataset_id=dataset_id, name=name,
                                        cache_dir=cache_dir, token=token, log=typer.echo)
-    except _errors() as exc:
+    except _service_errors() as exc:
         raise _fail(exc) from None
     typer.echo(f"wrote {root}; next: nnUNetv2_plan_and_preprocess -d {dataset_id} -c 3d_fullres")
 
@@ -76,6 +64,7 @@ def preprocess_command(
     soft_dir: Annotated[Optional[Path], typer.Option("--soft-dir", help="Soft labels; default: the raw dataset's softlabelsTr/.")] = None,
 ) -> None:
     """After nnUNetv2_plan_and_preprocess: the soft labels through the same transpose, crop and (linear) resampling."""
+    from ..cli import _fail
     from .preprocess import preprocess_soft_labels
 
     try:
@@ -106,6 +95,7 @@ def train_command(
     npz: Annotated[bool, typer.Option("--npz", help="Save validation softmax outputs (as nnUNetv2_train --npz).")] = False,
 ) -> None:
     """Train one fold with nnUNetTrainerSoftLabel (nothing is copied into nnU-Net)."""
+    from ..cli import _fail
     from .run import build_trainer, train
     from .trainer import SoftLabelTrainConfig
 

@@ -21,7 +21,6 @@ import json
 import re
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -30,21 +29,12 @@ import numpy as np
 from softlabel.worker.engine.io.nifti import read_soft_labels
 from softlabel.worker.engine.io.raw_dataset import scan_dataset
 
+from ..datasets import CaseFiles
 from . import SOFT_FOLDER
 
 FILE_ENDING = ".nii.gz"
 AFFINE_ATOL_MM = 1e-3  # affines of the images and the soft labels agree to this (mm)
 DATASET_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-@dataclass(frozen=True)
-class ExportCase:
-    """One case to export: channel files in order, hard label, soft labels."""
-
-    case_id: str
-    images: tuple[Path, ...]
-    label: Path
-    soft: Path
 
 
 def dataset_folder_name(dataset_id: int, name: str) -> str:
@@ -56,8 +46,10 @@ def dataset_folder_name(dataset_id: int, name: str) -> str:
     return f"Dataset{dataset_id:03d}_{name}"
 
 
-def check_case(case: ExportCase, *, num_classes: int, num_channels: int) -> None:
+def check_case(case: CaseFiles, *, num_classes: int, num_channels: int) -> None:
     """Raise ValueError naming the file when the soft labels do not fit the case's images."""
+    if case.soft is None:
+        raise ValueError(f"{case.label}: soft labels: expected a soft-label file for {case.case_id}, got none")
     ref = nib.load(case.images[0])
     spatial = ref.shape[:3]  # a 4D image file holds the channels on its last axis
     soft_img = nib.load(case.soft)
@@ -100,7 +92,7 @@ def _put_channels(images: Sequence[Path], case_id: str, out: Path, num_channels:
 def write_raw_dataset(
     out_root: Path,
     folder_name: str,
-    cases: Sequence[ExportCase],
+    cases: Sequence[CaseFiles],
     *,
     labels: dict[str, int],
     channel_names: dict[str, str],
@@ -144,7 +136,7 @@ def export_local(raw: Path, soft_dir: Path, out_root: Path, *, dataset_id: int, 
         soft = Path(soft_dir) / f"{case.case_id}{FILE_ENDING}"
         if not soft.exists():
             raise ValueError(f"{soft}: file: expected the soft labels of {case.case_id}, got no such file")
-        cases.append(ExportCase(case.case_id, case.image_paths, case.label_path, soft))
+        cases.append(CaseFiles(case.case_id, case.image_paths, case.label_path, soft))
     default_name = re.sub(r"^Dataset\d{3}_", "", Path(raw).resolve().name)
     return write_raw_dataset(
         out_root, dataset_folder_name(dataset_id, name or default_name), cases,
@@ -161,9 +153,8 @@ def export_from_service(
     from ..data_cache import DataCache, fetch_labelset
 
     cache = DataCache(cache_dir, api=api, token=token)
-    manifest, files = fetch_labelset(cache, dataset, labelset, spatial_dims=3, with_soft=True)
+    manifest, cases = fetch_labelset(cache, dataset, labelset, spatial_dims=3, with_soft=True)
     meta = manifest["dataset"]
-    cases = [ExportCase(f.case_id, tuple(f.images), f.label, f.soft) for f in files]
     return write_raw_dataset(
         out_root, dataset_folder_name(dataset_id, name or re.sub(r"[^A-Za-z0-9_-]", "_", dataset)), cases,
         labels=meta["labels"], channel_names=meta["channel_names"],

@@ -36,6 +36,7 @@ import numpy as np
 from softlabel.worker.engine.io.nifti import read_soft_labels
 
 from . import SOFT_FOLDER, SOFT_SUFFIX
+from .paths import dataset_name, nnunet_folder
 
 HARD_AGREEMENT_MIN = 0.99  # least fraction of hard soft-label voxels whose argmax is nnU-Net's label
 GEOMETRY_RTOL = 1e-4  # reader geometry (spacing, origin, direction) of soft labels vs images
@@ -126,16 +127,12 @@ def preprocess_soft_labels(
 ) -> dict:
     """Write ``<case>_soft.npy`` for every preprocessed case; returns the summary written beside the plans."""
     from batchgenerators.utilities.file_and_folder_operations import load_json, load_pickle
-    from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    if nnUNet_preprocessed is None or nnUNet_raw is None:
-        raise ValueError("nnUNet_raw, nnUNet_preprocessed: expected both environment variables set, got "
-                         f"{nnUNet_raw!r}, {nnUNet_preprocessed!r}")
-    name = maybe_convert_to_dataset_name(dataset)
-    base = Path(nnUNet_preprocessed) / name
+    raw_root, preprocessed = nnunet_folder("nnUNet_raw"), nnunet_folder("nnUNet_preprocessed")
+    name = dataset_name(dataset)
+    base = preprocessed / name
     plans_file = base / f"{plans_identifier}.json"
     if not plans_file.exists():
         raise ValueError(f"{plans_file}: plans: expected nnUNetv2_plan_and_preprocess to have run, got no such file")
@@ -144,8 +141,8 @@ def preprocess_soft_labels(
     folder = base / configuration_manager.data_identifier
     if not folder.is_dir():
         raise ValueError(f"{folder}: preprocessed data: expected nnUNetv2_plan_and_preprocess -c {configuration} to have run, got no folder")
-    raw_meta = load_json(str(Path(nnUNet_raw) / name / "dataset.json"))
-    soft_dir = Path(soft_dir) if soft_dir else Path(nnUNet_raw) / name / raw_meta.get("softlabel", {}).get("soft_folder", SOFT_FOLDER)
+    raw_meta = load_json(str(raw_root / name / "dataset.json"))
+    soft_dir = Path(soft_dir) if soft_dir else raw_root / name / raw_meta.get("softlabel", {}).get("soft_folder", SOFT_FOLDER)
     num_classes = max(raw_meta["labels"].values()) + 1
     reader = plans_manager.image_reader_writer_class()
     dataset_class = infer_dataset_class(str(folder))

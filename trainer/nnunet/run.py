@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from . import SOFT_SUFFIX
+from .paths import dataset_name, nnunet_folder
 from .trainer import SoftLabelTrainConfig, nnUNetTrainerSoftLabel
 
 
@@ -29,19 +31,21 @@ def build_trainer(
 ) -> nnUNetTrainerSoftLabel:
     """The configured trainer for one fold (``fold``: 0..4 or ``"all"``)."""
     from batchgenerators.utilities.file_and_folder_operations import load_json
-    from nnunetv2.paths import nnUNet_preprocessed, nnUNet_results
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
-    if nnUNet_preprocessed is None or nnUNet_results is None:
-        raise ValueError("nnUNet_preprocessed, nnUNet_results: expected both environment variables set, got "
-                         f"{nnUNet_preprocessed!r}, {nnUNet_results!r}")
-    base = Path(nnUNet_preprocessed) / maybe_convert_to_dataset_name(dataset)
+    nnunet_folder("nnUNet_results")
+    base = nnunet_folder("nnUNet_preprocessed") / dataset_name(dataset)
     plans_file = base / f"{plans_identifier}.json"
     if not plans_file.exists():
         raise ValueError(f"{plans_file}: plans: expected nnUNetv2_plan_and_preprocess to have run, got no such file")
     plans = load_json(str(plans_file))
     if configuration not in plans["configurations"]:
         raise ValueError(f"configuration: expected one of {sorted(plans['configurations'])}, got {configuration!r}")
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    data = base / PlansManager(plans).get_configuration(configuration).data_identifier
+    if not any(data.glob(f"*{SOFT_SUFFIX}")):
+        raise ValueError(f"{data}: soft targets: expected `nnUNetv2_plan_and_preprocess -c {configuration}` and "
+                         f"`softlabel nnunet preprocess -c {configuration}` to have run, got no <case>{SOFT_SUFFIX}")
     plans["continue_training"] = continue_training
     fold = fold if fold == "all" else int(fold)
     trainer = trainer_class(plans=plans, configuration=configuration, fold=fold,
