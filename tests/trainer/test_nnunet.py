@@ -17,11 +17,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import nnunetv2  # noqa: F401  (the nnunet extra, which make test installs: these tests never skip)
 import pytest
 
-pytest.importorskip("nnunetv2")
-
-from helpers.nnunet_cases import LABELS, write_raw_dataset  # noqa: E402
+from helpers.nnunet_cases import LABELS, write_raw_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -194,3 +193,14 @@ def test_nnunetv2_predict_runs_on_the_model_without_softlabel(pipeline, tmp_path
     pred, ref = nib.load(tmp_path / "out" / "new.nii.gz"), nib.load(image)
     assert pred.shape == ref.shape and np.allclose(pred.affine, ref.affine)
     assert set(np.unique(np.asanyarray(pred.dataobj))) <= {0, 1, 2}
+
+
+def test_softlabel_nnunet_train_command_with_wce(pipeline):
+    fold = pipeline["root"] / "results" / DATASET / "nnUNetTrainerSoftLabel__nnUNetPlans__3d_fullres" / "fold_1"
+    _run([BIN / "softlabel", "nnunet", "train", DATASET_ID, "3d_fullres", "1", "--device", "cpu", "--loss", "kl+wce+dice",
+          "--beta", "0.5", "--epochs", "1", "--iterations", "2", "--val-iterations", "1", "--no-val"],
+         {**pipeline["env"], "nnUNet_n_proc_DA": "0"}, pipeline["timings"], "softlabel nnunet train (CLI, 2 iterations)")
+    assert json.loads((fold / "softlabel.json").read_text())["loss"] == "kl+wce+dice"
+    losses = json.loads((fold / "softlabel_losses.json").read_text())["iteration_losses"]
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    assert (fold / "checkpoint_final.pth").exists() and not (fold / "validation").exists()

@@ -9,13 +9,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-pytest.importorskip("nnunetv2")
-
-from helpers.nnunet_cases import LABELS, write_raw_dataset  # noqa: E402
-from softlabel.cli.main import app  # noqa: E402
-from softlabel.service.client import SoftlabelClient  # noqa: E402
-from softlabel.service.embedded import EmbeddedStack, admin_token  # noqa: E402
-from softlabel.worker.engine.io.nifti import read_soft_labels  # noqa: E402
+from helpers.nnunet_cases import LABELS, write_raw_dataset
+from softlabel.cli.main import app
+from softlabel.service.client import SoftlabelClient
+from softlabel.service.embedded import EmbeddedStack, admin_token
+from softlabel.worker.engine.io.nifti import read_soft_labels
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
