@@ -15,7 +15,7 @@ $(VENV)/.installed-core: pyproject.toml $(KERNEL_SOURCES) | $(VENV)/bin/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(KERNEL_SOURCES) | $(VENV)/bin/python
-	$(VENV)/bin/pip install --quiet -e '.[dev,train]'
+	$(VENV)/bin/pip install --quiet -e '.[dev,train,nnunet]'
 	touch $@ $(VENV)/.installed-core
 
 .PHONY: demo test

@@ -28,5 +28,7 @@ for group in service_cli.app.registered_groups:
     app.registered_groups.append(group)
 for command in trainer_cli.app.registered_commands:
     app.registered_commands.append(command)
+for group in trainer_cli.app.registered_groups:
+    app.registered_groups.append(group)
 for command in demo.app.registered_commands:
     app.registered_commands.append(command)

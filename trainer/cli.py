@@ -11,9 +11,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from .nnunet.cli import app as nnunet_app
+
 app = typer.Typer(help="Train and evaluate U-Nets on soft labels; score segmentations.", no_args_is_help=True)
 TokenOption = Annotated[Optional[str], typer.Option("--token", envvar="SOFTLABEL_TOKEN", help="Service bearer token.")]
 API_ENV = "SOFTLABEL_API_URL"  # as the service's client commands and the README
+app.add_typer(nnunet_app, name="nnunet")
 
 
 def _service_errors() -> tuple[type[Exception], ...]:
