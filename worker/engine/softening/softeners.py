@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,19 +25,26 @@ def gaussian_soft_labels(label: Any, *, num_classes: int, sigma_vox: Sequence[fl
 
     The image edge is extended by its nearest value, so the K channels still sum to 1.
     """
-    backend = backend_of(label)
-    ndi = ndimage_module(backend)
+    ndi = ndimage_module(backend_of(label))
+    return _filter_one_hot(
+        label, num_classes, lambda channel: ndi.gaussian_filter(channel, sigma_vox, mode="nearest", truncate=GAUSSIAN_TRUNCATE)
+    )
+
+
+def _filter_one_hot(label: Any, num_classes: int, filter_channel: Callable[[Any], Any]) -> Any:
+    """The one-hot label with ``filter_channel`` applied to each class channel, in place: in
+    threads on the CPU (SciPy's filters release the GIL), one after the other on the GPU."""
     soft = one_hot(label, num_classes=num_classes)
 
-    def blur(c: int) -> None:
-        soft[..., c] = ndi.gaussian_filter(soft[..., c], sigma_vox, mode="nearest", truncate=GAUSSIAN_TRUNCATE)
+    def filter_class(c: int) -> None:
+        soft[..., c] = filter_channel(soft[..., c])
 
-    if backend == "cpu":
+    if backend_of(label) == "cpu":
         with ThreadPoolExecutor(max_workers=cpu_threads()) as pool:
-            list(pool.map(blur, range(num_classes)))
+            list(pool.map(filter_class, range(num_classes)))
     else:
         for c in range(num_classes):
-            blur(c)
+            filter_class(c)
     return soft
 
 
@@ -63,18 +70,7 @@ def svls_soft_labels(label: Any, *, num_classes: int, sigma: float) -> Any:
     backend = backend_of(label)
     ndi, xp = ndimage_module(backend), array_module(backend)
     kernel = xp.asarray(svls_kernel(label.ndim, sigma), dtype=xp.float32)
-    soft = one_hot(label, num_classes=num_classes)
-
-    def smooth(c: int) -> None:
-        soft[..., c] = ndi.correlate(soft[..., c], kernel, mode="nearest")
-
-    if backend == "cpu":
-        with ThreadPoolExecutor(max_workers=cpu_threads()) as pool:
-            list(pool.map(smooth, range(num_classes)))
-    else:
-        for c in range(num_classes):
-            smooth(c)
-    return soft
+    return _filter_one_hot(label, num_classes, lambda channel: ndi.correlate(channel, kernel, mode="nearest"))
 
 
 def sum_to_one(soft: Any) -> Any:
