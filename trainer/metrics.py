@@ -10,8 +10,9 @@ Conventions (see ``docs/metrics.md``):
   surface-distance; unlike the soft-label boundary of SPEC section 1).
 - Distances are Euclidean in mm, voxel centre to voxel centre, using ``spacing_mm``.
 - Status of each class: ``ok``; ``missing_in_pred`` or ``missing_in_truth`` (empty in
-  exactly one map: Dice 0, VS 0, distances NaN; counted); ``absent`` (empty in both: every
-  metric NaN, left out of the mean and counted).
+  exactly one map: Dice 0, VS 0, and every distance the **penalty**, the image's diagonal in
+  mm, so that missing a class never improves a mean distance; counted); ``absent`` (empty in
+  both: every metric NaN, left out of the mean and counted).
 - The mean over classes ignores NaN entries; ``nan_counts`` says how many each metric had.
 """
 
@@ -69,10 +70,16 @@ def surface_distances(
     return to_g[surf_p], to_p[surf_g]
 
 
+def penalty_distance_mm(shape: Sequence[int], spacing_mm: Sequence[float]) -> float:
+    """The image's diagonal in mm: the distance given to a class missing from one map."""
+    return float(np.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing_mm))))
+
+
 def mask_scores(pred: np.ndarray, truth: np.ndarray, spacing_mm: Sequence[float]) -> dict[str, float | str]:
     """Dice, VS, HD95, ASD (pred to truth) and ASSD of two bool masks, and a status.
 
-    pred, truth : (X, Y[, Z]) bool; spacing_mm : voxel size per axis. Distances in mm.
+    pred, truth : (X, Y[, Z]) bool; spacing_mm : voxel size per axis. Distances in mm; a
+    mask empty in one map only gets :func:`penalty_distance_mm` for each distance.
     """
     n_p, n_g = int(pred.sum()), int(truth.sum())
     nan = math.nan
@@ -84,7 +91,8 @@ def mask_scores(pred: np.ndarray, truth: np.ndarray, spacing_mm: Sequence[float]
     }
     if n_p == 0 or n_g == 0:
         status = "missing_in_pred" if n_p == 0 else "missing_in_truth"
-        return {**overlap, "hd95": nan, "asd": nan, "assd": nan, "status": status}
+        penalty = penalty_distance_mm(pred.shape, spacing_mm)
+        return {**overlap, "hd95": penalty, "asd": penalty, "assd": penalty, "status": status}
     d_pg, d_gp = surface_distances(pred, truth, spacing_mm)
     return {
         **overlap,
@@ -133,8 +141,9 @@ def segmentation_metrics(
     A JSON-ready dict: ``classes`` maps each scored class (as a string) to its metrics and
     status (see the module docstring); ``mean`` holds the NaN-ignoring mean of each metric
     over the classes that are not ``absent``; ``nan_counts`` the number of NaN entries each
-    mean left out; ``status_counts`` the number of classes per status. NaN is ``None`` in
-    the result so that it serialises to JSON ``null``.
+    mean left out; ``status_counts`` the number of classes per status; ``penalty_mm`` the
+    distance given to a class missing from one map. NaN is ``None`` in the result so that it
+    serialises to JSON ``null``.
     """
     pred = np.asarray(pred)
     truth = np.asarray(truth)
@@ -171,6 +180,7 @@ def segmentation_metrics(
         "mean": mean,
         "nan_counts": nan_counts,
         "status_counts": status_counts,
+        "penalty_mm": penalty_distance_mm(truth.shape, spacing),
     })
 
 

@@ -40,10 +40,10 @@ def test_prints_json_per_class_and_mean(maps):
     out = json.loads(res.output)
     assert out["spacing_mm"] == [0.5, 2.0, 1.5]
     assert out["classes"]["1"]["dice"] == 1.0 and out["classes"]["1"]["hd95"] == 0.0
-    assert out["classes"]["2"]["status"] == "missing_in_pred" and out["classes"]["2"]["hd95"] is None
+    assert out["classes"]["2"]["status"] == "missing_in_pred" and out["classes"]["2"]["hd95"] == out["penalty_mm"] > 0
     assert out["classes"]["3"]["status"] == "absent"
     assert out["mean"]["dice"] == pytest.approx(0.5)
-    assert out["nan_counts"]["hd95"] == 1
+    assert out["nan_counts"]["hd95"] == 0
 
 
 def test_ignore_is_repeatable(maps):

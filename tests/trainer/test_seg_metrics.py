@@ -88,14 +88,18 @@ def test_empty_classes_are_reported_and_counted():
     c = out["classes"]
     assert c["1"]["status"] == "ok" and c["1"]["dice"] == 1.0 and c["1"]["hd95"] == 0.0
     assert c["2"]["status"] == "missing_in_pred"
-    assert (c["2"]["dice"], c["2"]["vs"], c["2"]["hd95"], c["2"]["asd"], c["2"]["assd"]) == (0.0, 0.0, None, None, None)
-    assert c["3"]["status"] == "missing_in_truth" and c["3"]["hd95"] is None
+    diagonal = math.hypot(3.0, 3.0)  # the penalty: a missing class must not improve a mean distance
+    assert out["penalty_mm"] == pytest.approx(diagonal)
+    assert (c["2"]["dice"], c["2"]["vs"]) == (0.0, 0.0)
+    assert (c["2"]["hd95"], c["2"]["asd"], c["2"]["assd"]) == pytest.approx((diagonal,) * 3)
+    assert c["3"]["status"] == "missing_in_truth" and c["3"]["hd95"] == pytest.approx(diagonal)
+    assert out["mean"]["hd95"] == pytest.approx((0.0 + 2 * diagonal) / 3) and out["nan_counts"]["hd95"] == 0
     assert c["4"]["status"] == "absent" and c["4"]["dice"] is None
     assert out["status_counts"] == {"ok": 1, "missing_in_pred": 1, "missing_in_truth": 1, "absent": 1}
-    # Means over the three non-absent classes; NaN distances are left out and counted.
+    # Means over the three non-absent classes: the missing ones count with the penalty (they
+    # were left out, so missing a class improved the mean distance to 0.0).
     assert out["mean"]["dice"] == pytest.approx(1 / 3)
-    assert out["mean"]["hd95"] == 0.0
-    assert out["nan_counts"] == {"dice": 0, "vs": 0, "hd95": 2, "asd": 2, "assd": 2}
+    assert out["nan_counts"] == {"dice": 0, "vs": 0, "hd95": 0, "asd": 0, "assd": 0}
 
 
 def test_background_and_ignored_classes_left_out():
@@ -205,4 +209,4 @@ def test_empty_handling_differs_from_monai():
         theirs = mm.compute_average_surface_distance(onehot(pred), onehot(truth))[0]
     ours = metrics.segmentation_metrics(pred, truth, spacing_mm=(1, 1), num_classes=3)["classes"]
     assert math.isinf(theirs[0].item())
-    assert ours["1"]["asd"] is None and ours["1"]["status"] == "missing_in_pred"
+    assert ours["1"]["asd"] == pytest.approx(math.hypot(6, 6)) and ours["1"]["status"] == "missing_in_pred"  # finite penalty
