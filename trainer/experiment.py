@@ -139,25 +139,61 @@ def table_rows(cfg: ExperimentConfig, results: dict) -> list[dict]:
     return rows
 
 
-def _case_means(runs: dict, metric: str) -> dict[str, float]:
-    """Per test case: its class-mean ``metric`` averaged over seeds (cases with no value left out)."""
-    per_case: dict[str, list[float]] = {}
-    for run in runs.values():
-        for case, scores in run["cases"].items():
-            if scores["mean"][metric] is not None:
-                per_case.setdefault(case, []).append(scores["mean"][metric])
-    return {case: float(np.mean(v)) for case, v in per_case.items()}
+EQUIVALENCE_MARGIN = 0.05  # equivalence: the mean difference within 5 % of the baseline's value
+ALPHA = 0.05  # level of the paired tests (Holm-corrected) and of the equivalence test (90 % CI)
+
+
+def _seed_values(runs: dict, metric: str) -> dict[str, float]:
+    """Per seed: the run's mean ``metric`` (over test cases and classes); runs without one left out."""
+    return {seed: float(run["mean"][metric]) for seed, run in runs.items() if run["mean"][metric] is not None}
+
+
+def paired_statistics(diff: np.ndarray, *, margin: float) -> dict[str, object]:
+    """Paired-by-seed statistics of ``diff`` (method - baseline, one value per seed): mean, 95 %
+    CI and two-sided paired t-test p; the equivalence test (two one-sided t-tests, TOST) against
+    ``+-margin``, whose p is below ALPHA exactly when the 90 % CI lies inside the margin."""
+    from scipy import stats
+
+    n = diff.size
+    out: dict[str, object] = {"mean_difference": float(diff.mean()) if n else None, "ci95": None, "p_value": None,
+                              "equivalence_p": None}  # fmt: skip
+    if n < 2:
+        return out
+    se = float(diff.std(ddof=1) / np.sqrt(n))
+    t95 = float(stats.t.ppf(0.975, n - 1))
+    out["ci95"] = [float(diff.mean() - t95 * se), float(diff.mean() + t95 * se)]
+    if se == 0:  # every seed gave the same difference
+        out["p_value"] = 0.0 if diff.mean() != 0 else 1.0
+        out["equivalence_p"] = 0.0 if abs(diff.mean()) < margin else 1.0
+        return out
+    out["p_value"] = float(stats.ttest_1samp(diff, 0.0).pvalue)
+    lower = stats.t.sf((diff.mean() + margin) / se, n - 1)  # H0: difference <= -margin
+    upper = stats.t.cdf((diff.mean() - margin) / se, n - 1)  # H0: difference >= +margin
+    out["equivalence_p"] = float(max(lower, upper))
+    return out
+
+
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm-Bonferroni adjusted p-values (None stays None), in the order given."""
+    indexed = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(indexed):
+        running = max(running, min(1.0, (len(indexed) - rank) * p))
+        adjusted[i] = running
+    return adjusted
 
 
 def compare_to_baseline(cfg: ExperimentConfig, results: dict) -> list[dict]:
-    """Wilcoxon signed-rank tests, paired by test case, of each method against the baseline.
+    """Each method against the baseline, paired by seed: the unit is the training run.
 
-    A loss ``kl+X`` is paired with the baseline's loss ``X`` (and ``X`` with ``X``). Each
-    case's value is its class-mean metric averaged over seeds, so the pairs are the
-    independent test cases; cases without a value in either arm are counted and left out.
+    Runs with the same seed share their initial weights and their batches, so each seed gives
+    one paired difference (method - baseline) of the runs' mean metric. A loss ``kl+X`` is
+    paired with the baseline's loss ``X`` (and ``X`` with ``X``). Per comparison: the per-seed
+    differences, their mean with a 95 % CI, a paired t-test whose p is Holm-corrected across
+    all comparisons of the experiment, and an equivalence test against +-5 % of the baseline's
+    mean, so that a null result says whether the methods are equivalent or the test too weak.
     """
-    from scipy.stats import wilcoxon
-
     base = results[cfg.baseline]
     out = []
     for method in cfg.methods:
@@ -168,16 +204,20 @@ def compare_to_baseline(cfg: ExperimentConfig, results: dict) -> list[dict]:
             if base_loss not in base:
                 continue
             for metric in TESTED:
-                a, b = _case_means(results[method.name][loss], metric), _case_means(base[base_loss], metric)
-                cases = sorted(set(a) & set(b))
-                diff = np.array([a[c] - b[c] for c in cases])
+                a, b = _seed_values(results[method.name][loss], metric), _seed_values(base[base_loss], metric)
+                seeds = sorted(set(a) & set(b), key=int)
+                diff = np.array([a[s] - b[s] for s in seeds])
+                margin = EQUIVALENCE_MARGIN * float(np.mean([b[s] for s in seeds])) if seeds else 0.0
                 entry = {"method": method.name, "loss": loss, "baseline_loss": base_loss, "metric": metric,
-                         "cases": len(cases), "left_out": len(set(a) ^ set(b)),
-                         "mean_difference": float(diff.mean()) if diff.size else None,
-                         "method_better": int((diff < 0).sum()), "baseline_better": int((diff > 0).sum())}
-                nonzero = diff[diff != 0]
-                entry["p_value"] = float(wilcoxon(diff).pvalue) if nonzero.size >= 2 else None
+                         "seeds": len(seeds), "left_out": len(set(a) ^ set(b)),
+                         "per_seed_difference": {s: float(d) for s, d in zip(seeds, diff)},
+                         "method_better": int((diff < 0).sum()), "baseline_better": int((diff > 0).sum()),
+                         "equivalence_margin": margin, **paired_statistics(diff, margin=margin)}  # fmt: skip
+                entry["equivalent"] = entry["equivalence_p"] is not None and entry["equivalence_p"] < ALPHA
                 out.append(entry)
+    for entry, adjusted in zip(out, holm([e["p_value"] for e in out])):
+        entry["p_holm"] = adjusted
+        entry["significant"] = adjusted is not None and adjusted < ALPHA
     return out
 
 
@@ -208,13 +248,18 @@ def render_markdown(cfg: ExperimentConfig, summary: dict) -> str:
         previous = row["method"]
         lines.append(f"| {name} | {_loss_label(row['loss'])} | " + " | ".join(_cell(row[m], m) for m in METRICS) + " |")
     if summary["comparisons"]:
-        lines += ["", f"Paired Wilcoxon signed-rank tests against {cfg.baseline}, by test case (each case's class-mean "
-                  "metric averaged over seeds); a negative difference means the method has the smaller distance.", "",
-                  "| Method | Losses | vs | metric | cases | mean difference (mm) | method better / worse | p |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["", f"Against {cfg.baseline}, paired by seed (one difference per training run, method - baseline; "
+                  "negative: the method has the smaller distance): mean difference with its 95 % CI, paired t-test "
+                  f"p with Holm's correction over the {len(summary['comparisons'])} comparisons, and the equivalence "
+                  f"test (TOST) against +-{EQUIVALENCE_MARGIN:.0%} of the baseline's mean.", "",
+                  "| Method | Losses | vs | metric | seeds | mean difference (mm) [95 % CI] | method better / worse | p (Holm) | equivalent (p) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for c in summary["comparisons"]:
-            diff = "NaN" if c["mean_difference"] is None else f"{c['mean_difference']:+.4f}"
-            p = "n/a" if c["p_value"] is None else f"{c['p_value']:.3g}"
+            diff = "NaN" if c["mean_difference"] is None else f"{c['mean_difference']:+.3f}"
+            if c["ci95"] is not None:
+                diff += f" [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]"
+            p = "n/a" if c["p_holm"] is None else f"{c['p_holm']:.3g}"
+            eq = "n/a" if c["equivalence_p"] is None else f"{'yes' if c['equivalent'] else 'no'} ({c['equivalence_p']:.3g})"
             lines.append(f"| {c['method']} | {_loss_label(c['loss'])} | {_loss_label(c['baseline_loss'])} | {c['metric'].upper()} "
-                         f"| {c['cases']} | {diff} | {c['method_better']} / {c['baseline_better']} | {p} |")
+                         f"| {c['seeds']} | {diff} | {c['method_better']} / {c['baseline_better']} | {p} | {eq} |")
     return "\n".join(lines) + "\n"

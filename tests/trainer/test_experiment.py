@@ -3,7 +3,9 @@
 import json
 
 import httpx
+import numpy as np
 import pytest
+from scipy import stats
 from typer.testing import CliRunner
 
 from helpers.trainer_fakes import API, tiny_dataset
@@ -11,6 +13,8 @@ from softlabel.trainer.experiment import (
     ExperimentConfig,
     MethodSpec,
     compare_to_baseline,
+    holm,
+    paired_statistics,
     load_config,
     render_markdown,
     table_rows,
@@ -53,30 +57,45 @@ def test_loss_specs_are_normalised():
 
 
 def test_table_mean_sd_and_paired_test(tmp_path):
-    cfg = _cfg(tmp_path)
+    cfg = _cfg(tmp_path, seeds=[0, 1, 2, 3])
     cases = [f"c{i}" for i in range(8)]
-    base = {str(s): _run({c: 3.0 + 0.1 * i + 0.05 * s for i, c in enumerate(cases)}, 0.80 + 0.02 * s) for s in (0, 1)}
-    soft = {str(s): _run({c: 2.5 + 0.1 * i + 0.05 * s for i, c in enumerate(cases)}, 0.82 + 0.02 * s) for s in (0, 1)}
+    shift = {0: -0.5, 1: -0.4, 2: -0.6, 3: -0.5}  # method - baseline per seed
+    base = {str(s): _run({c: 3.0 + 0.1 * i + 0.05 * s for i, c in enumerate(cases)}, 0.80 + 0.02 * s) for s in shift}
+    soft = {str(s): _run({c: 3.0 + d + 0.1 * i + 0.05 * s for i, c in enumerate(cases)}, 0.82) for s, d in shift.items()}
     results = {"baseline": {"ce+dice": base}, "superpixel": {"kl+ce+dice": soft}}
     rows = table_rows(cfg, results)
-    assert rows[0]["dice"]["mean"] == pytest.approx(0.81) and rows[0]["dice"]["sd"] == pytest.approx(0.02 / 2**0.5)
+    assert rows[0]["seeds"] == 4 and rows[0]["dice"]["mean"] == pytest.approx(0.83)
     comparisons = compare_to_baseline(cfg, results)
     assert [(c["metric"], c["baseline_loss"]) for c in comparisons] == [("hd95", "ce+dice"), ("assd", "ce+dice")]
     hd = comparisons[0]
-    assert hd["cases"] == 8 and hd["mean_difference"] == pytest.approx(-0.5) and hd["method_better"] == 8
-    assert hd["p_value"] == pytest.approx(2 / 2**8)  # exact two-sided Wilcoxon, all 8 differences negative
+    assert hd["seeds"] == 4 and hd["per_seed_difference"] == pytest.approx({"0": -0.5, "1": -0.4, "2": -0.6, "3": -0.5})
+    assert hd["mean_difference"] == pytest.approx(-0.5) and hd["method_better"] == 4
+    se = np.std([-0.5, -0.4, -0.6, -0.5], ddof=1) / 2
+    t95 = stats.t.ppf(0.975, 3)
+    assert hd["ci95"] == pytest.approx([-0.5 - t95 * se, -0.5 + t95 * se])
+    assert hd["p_value"] == pytest.approx(stats.ttest_1samp([-0.5, -0.4, -0.6, -0.5], 0).pvalue)
+    assert hd["p_holm"] == pytest.approx(min(1.0, 2 * hd["p_value"])) and hd["significant"]  # the smaller of two p
+    assert hd["equivalence_margin"] == pytest.approx(0.05 * np.mean([3.35 + 0.05 * s for s in shift]))
+    assert not hd["equivalent"]  # 0.5 mm better is far outside +-5 % of about 3.4 mm
     text = render_markdown(cfg, {"table": rows, "comparisons": comparisons})
-    assert "| baseline | CE+Dice | 81.00 ± 1.41 |" in text
-    assert "| superpixel | KL+CE+Dice |" in text and "| superpixel | KL+CE+Dice | CE+Dice | HD95 | 8 | -0.5000 | 8 / 0 | 0.00781 |" in text
+    assert "| superpixel | KL+CE+Dice | CE+Dice | HD95 | 4 | -0.500 [" in text and "| 4 / 0 |" in text
 
 
-def test_missing_case_values_are_counted(tmp_path):
-    cfg = _cfg(tmp_path, seeds=[0])
-    base = {"0": _run({"a": 1.0, "b": 2.0, "c": 3.0}, 0.8)}
-    soft = {"0": _run({"a": 1.0, "b": 1.0, "c": 1.0}, 0.8)}
-    soft["0"]["cases"]["c"]["mean"]["hd95"] = None
+def test_holm_and_equivalence() -> None:
+    assert holm([0.01, None, 0.04, 0.03]) == [pytest.approx(0.03), None, pytest.approx(0.06), pytest.approx(0.06)]
+    tiny = paired_statistics(np.array([0.01, -0.02, 0.0, 0.01, -0.01, 0.01]), margin=0.2)
+    assert tiny["equivalence_p"] < 0.05 and tiny["p_value"] > 0.5  # no difference, and equivalent within the margin
+    noisy = paired_statistics(np.array([0.5, -0.6, 0.4, -0.3]), margin=0.2)
+    assert noisy["equivalence_p"] > 0.05 and noisy["p_value"] > 0.5  # neither: the test is too weak to say
+
+
+def test_missing_seed_values_are_counted(tmp_path):
+    cfg = _cfg(tmp_path, seeds=[0, 1, 2])
+    base = {str(s): _run({"a": 1.0, "b": 2.0}, 0.8) for s in range(3)}
+    soft = {str(s): _run({"a": 1.0, "b": 1.0 + 0.1 * s}, 0.8) for s in range(3)}
+    soft["2"]["mean"]["hd95"] = None
     cmp = compare_to_baseline(cfg, {"baseline": {"ce+dice": base}, "superpixel": {"kl+ce+dice": soft}})
-    assert cmp[0]["cases"] == 2 and cmp[0]["left_out"] == 1 and cmp[0]["p_value"] is None  # one non-zero pair only
+    assert cmp[0]["seeds"] == 2 and cmp[0]["left_out"] == 1 and cmp[0]["p_value"] is not None
 
 
 def test_load_config_toml(tmp_path):
@@ -110,7 +129,7 @@ def test_tiny_experiment_end_to_end(tmp_path, monkeypatch):
     path.write_text(json.dumps(config))
     res = CliRunner().invoke(app, ["experiment", "--config", str(path)])
     assert res.exit_code == 0, res.output
-    assert "| Method | Losses | Dice (%) ↑ |" in res.output and "Paired Wilcoxon" in res.output
+    assert "| Method | Losses | Dice (%) ↑ |" in res.output and "paired by seed" in res.output
     summary = json.loads((tmp_path / "exp" / "results.json").read_text())
     assert [(r["method"], r["loss"], r["seeds"]) for r in summary["table"]] == [("baseline", "ce+dice", 2), ("superpixel", "kl+ce+dice", 2)]
     assert (tmp_path / "exp" / "superpixel" / "kl+ce+dice" / "seed1" / "eval" / "metrics.json").exists()
