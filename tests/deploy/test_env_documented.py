@@ -35,6 +35,13 @@ CLIENT_ONLY = {
     "SOFTLABEL_API_URL": "root URL of the API, for client commands",
     "SOFTLABEL_TOKEN": "bearer token of a client",
 }
+# nnU-Net v2's own variables, read by `softlabel nnunet` and set by its user as for any nnU-Net
+# run: documented, but no container of the stack sets them. {variable: why}
+NNUNET_OWN = {
+    "nnUNet_raw": "nnU-Net's raw datasets folder",
+    "nnUNet_preprocessed": "nnU-Net's preprocessed data folder",
+    "nnUNet_results": "nnU-Net's trained models folder",
+}
 
 
 @dataclass
@@ -239,7 +246,7 @@ def k8s_environment(docs: list[dict]) -> set[str]:
 
 
 def test_every_variable_is_set_in_the_compose_file() -> None:
-    missing = set(READS.found) - compose_environment()
+    missing = set(READS.found) - compose_environment() - set(NNUNET_OWN)
     assert not missing, f"read by the code but set by no service in {COMPOSE_FILE.name}: {sorted(missing)}"
 
 

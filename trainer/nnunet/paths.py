@@ -10,9 +10,14 @@ FOLDER_VARIABLES = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 
 def nnunet_folder(variable: str) -> Path:
     """The folder an nnU-Net environment variable names (nnunetv2 reads them at each use)."""
-    if variable not in FOLDER_VARIABLES:
+    values = {  # read by name, so that the configuration scan (tests/deploy) sees each variable
+        "nnUNet_raw": os.environ.get("nnUNet_raw"),
+        "nnUNet_preprocessed": os.environ.get("nnUNet_preprocessed"),
+        "nnUNet_results": os.environ.get("nnUNet_results"),
+    }
+    if variable not in values:
         raise ValueError(f"variable: expected one of {FOLDER_VARIABLES}, got {variable!r}")
-    value = os.environ.get(variable)
+    value = values[variable]
     if not value:
         raise ValueError(f"{variable}: expected the environment variable set to nnU-Net's folder, got it unset")
     return Path(value)
