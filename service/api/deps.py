@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Annotated
 
 import redis
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from rq import Queue
 
 from .. import queue as jobs
-from .. import tokens
+from .. import sessions, tokens
 from ..datasets import Dataset, get_dataset
 from ..errors import ApiError
 from ..layout import ID_PATTERN
@@ -69,19 +69,44 @@ def _unauthorized(detail: str) -> ApiError:
     return ApiError(401, f"authorization: {detail}", field="authorization", headers={"WWW-Authenticate": "Bearer"})
 
 
-def current_token(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)], settings: SettingsDep, connection: RedisDep
-) -> TokenRecord:
-    """The caller's token: 401 when missing, unknown or revoked."""
-    if credentials is None:
-        raise _unauthorized("expected 'Bearer <token>', got no bearer token")
+def token_for_secret(settings: Settings, connection: redis.Redis, secret: str) -> TokenRecord:
+    """The token a secret names: 401 when unknown or revoked (the API and the UI's sign-in)."""
     admin = settings.admin_token.get_secret_value() if settings.admin_token else None
-    record = tokens.env_admin(admin, credentials.credentials) or tokens.lookup(connection, credentials.credentials)
+    record = tokens.env_admin(admin, secret) or tokens.lookup(connection, secret)
     if record is None:
         raise _unauthorized("expected a valid API token, got an unknown one")
     if record.revoked_at:
         raise _unauthorized(f"expected a valid API token, got one revoked at {record.revoked_at}")
     return record
+
+
+def session_token(request: Request, settings: Settings, connection: redis.Redis) -> TokenRecord | None:
+    """The token of the UI session in the request's cookie, if it is signed in and not revoked."""
+    session = sessions.load(connection, request.cookies.get(sessions.COOKIE))
+    if session is None:
+        return None
+    admin = settings.admin_token.get_secret_value() if settings.admin_token else None
+    return sessions.token_of(connection, session, admin_token=admin)
+
+
+def current_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    settings: SettingsDep,
+    connection: RedisDep,
+) -> TokenRecord:
+    """The caller's token: 401 when missing, unknown or revoked.
+
+    A browser signed in to the UI may also read (GET and HEAD only) with its session cookie:
+    the viewer downloads files this way. Writes always need the bearer token (or, in the UI,
+    a form with the session's CSRF secret), so a cookie alone never changes anything here.
+    """
+    if credentials is None:
+        record = session_token(request, settings, connection) if request.method in ("GET", "HEAD") else None
+        if record is None:
+            raise _unauthorized("expected 'Bearer <token>', got no bearer token")
+        return record
+    return token_for_secret(settings, connection, credentials.credentials)
 
 
 CurrentToken = Annotated[TokenRecord, Depends(current_token)]
