@@ -20,8 +20,9 @@ from .errors import install_error_handlers
 from .limits import BodySizeLimit
 from .metrics import install_metrics
 from .settings import Settings, get_settings
+from .ui import install_ui
 
-IMPORT_PATH = "/v1/datasets/import"  # the one route whose body limit is max_import_bytes
+IMPORT_PATHS = ("/v1/datasets/import", "/ui/datasets/import")  # the routes whose body limit is max_import_bytes
 
 DESCRIPTION = """Superpixel-guided soft labels for medical image segmentation.
 
@@ -48,10 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(
         BodySizeLimit,
-        limit_for=lambda path: current().max_import_bytes if path == IMPORT_PATH else current().max_upload_bytes,
+        limit_for=lambda path: current().max_import_bytes if path in IMPORT_PATHS else current().max_upload_bytes,
     )
     app.include_router(health.router)
     app.include_router(api_router)
+    install_ui(app)  # the web UI under /ui/ (docs/ui.md)
     install_metrics(
         app, redis_factory=lambda: redis_for(current().redis_url), queue_names=lambda: [current().queue],
         dependencies=[ReadScope],
