@@ -27,6 +27,7 @@ from ..api.routes import datasets as dataset_routes
 from ..api.routes import studies as study_routes
 from ..api.routes import tokens as token_routes
 from ..errors import ApiError
+from .. import layout
 from ..layout import JOB_ID_PATTERN
 from ..schemas import DatasetCreate, LabelsetCreate, StudyPublic, TokenCreate
 from .auth import Admin, AdminAction, MaybeUser, Reader, SignedIn, UiUser, Writer
@@ -197,11 +198,12 @@ def import_dataset(
 
 
 def validated_id(value: str) -> str | None:
-    """An optional id from a form: blank is None; otherwise the API's id rule applies."""
+    """An optional dataset id from a form: blank is None; otherwise the API's id rule applies."""
     value = value.strip()
-    if not value:
-        return None
-    return validated(DatasetCreate, id=value, name="x", labels={"a": 0, "b": 1}, channel_names={"0": "x"}).id
+    if value and not layout.is_valid_id(value):
+        raise ApiError(422, f"dataset_id: expected letters, digits, '_' or '-' (at most 128), got {value!r}",
+                       field="dataset_id", expected=layout.ID_PATTERN, got=value)  # fmt: skip
+    return value or None
 
 
 @router.get("/datasets/{dataset_id}")
@@ -250,34 +252,20 @@ async def create_labelset(
 # --- labelsets -----------------------------------------------------------------------------
 
 
-def _labelset_context(
-    storage: StorageDep, connection: RedisDep, dataset_id: str, name: str, page_token: str | None
-) -> dict[str, Any]:
-    labelset = ls.get_labelset(storage, dataset_id, name)
-    rows = ls.studies_page(storage, connection, labelset, page_size=LABELSET_ROWS_PER_PAGE, page_token=page_token)
-    return {
-        "labelset": ls.to_public(storage, connection, labelset), "rows": rows, "page_token": page_token,
-        "has_superpixels": labelset.config.method == "superpixel",
-    }  # fmt: skip
-
-
 @router.get("/datasets/{dataset_id}/labelsets/{name}")
+@router.get("/datasets/{dataset_id}/labelsets/{name}/live")
 def labelset_page(
     request: Request, user: Reader, dataset: DatasetDep, name: LabelsetName, storage: StorageDep, connection: RedisDep,
     page_token: Annotated[str | None, Query()] = None,
 ) -> HTMLResponse:  # fmt: skip
-    context = _labelset_context(storage, connection, dataset.id, name, page_token)
-    return render(request, "labelset.html", user, dataset=ds.to_public(storage, dataset), **context)
-
-
-@router.get("/datasets/{dataset_id}/labelsets/{name}/live")
-def labelset_live(
-    request: Request, user: Reader, dataset: DatasetDep, name: LabelsetName, storage: StorageDep, connection: RedisDep,
-    page_token: Annotated[str | None, Query()] = None,
-) -> HTMLResponse:  # fmt: skip
-    """The counts and the study table alone: what the labelset page's htmx polling swaps in."""
-    context = _labelset_context(storage, connection, dataset.id, name, page_token)
-    return render(request, "_labelset_live.html", user, dataset=ds.to_public(storage, dataset), **context)
+    """The labelset page; ``/live`` is its counts and study table alone, which htmx polls."""
+    labelset = ls.get_labelset(storage, dataset.id, name)
+    rows = ls.studies_page(storage, connection, labelset, page_size=LABELSET_ROWS_PER_PAGE, page_token=page_token)
+    template = "_labelset_live.html" if request.url.path.endswith("/live") else "labelset.html"
+    return render(
+        request, template, user, dataset=ds.to_public(storage, dataset), labelset=ls.to_public(storage, connection, labelset),
+        rows=rows, page_token=page_token, has_superpixels=labelset.config.method == "superpixel",
+    )  # fmt: skip
 
 
 @router.post("/datasets/{dataset_id}/labelsets/{name}/retry-failed")

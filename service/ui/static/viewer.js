@@ -59,7 +59,7 @@
       view.nv.setFrame4D(soft.id, frame);
       view.nv.setOpacity(view.soft, alpha);
       view.nv.setOpacity(view.label, hard.checked ? 0.5 : 0);
-      if (view.superpixels !== null) view.nv.setOpacity(view.superpixels, boundaries.checked ? 1 : 0);
+      if (view.superpixels !== null) view.nv.setOpacity(view.superpixels, boundaries.checked ? 0.6 : 0);
       view.nv.updateGLVolume();
     }
     root.dataset.frame = String(frame);
