@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from softlabel.service.settings import Settings
-from softlabel.worker.engine.demo_data import DemoStudy, synthetic_study, write_study
+from softlabel.worker.engine.demo_data import DemoStudy, synthetic_study, write_dataset_json, write_study
 
 ADMIN = "test-admin-token-0123456789abcdefghij"
 SHAPE = (24, 28, 20)  # voxels of the tiny studies
@@ -39,6 +39,14 @@ def write_tiny_study(folder: Path, case_id: str, *, seed: int = 0, shape: tuple[
     study = synthetic_study(shape, channels=CHANNELS, classes=CLASSES, seed=seed)
     images, label = write_study(study, folder, case_id)
     return StudyFiles(case_id=case_id, images=images, label=label, study=study)
+
+
+def nnunet_folder(root: Path, cases: int) -> Path:
+    """An nnU-Net raw dataset folder of ``cases`` tiny studies (imagesTr, labelsTr, dataset.json)."""
+    for index in range(cases):
+        files = write_tiny_study(root, f"case_{index:03d}", seed=index)
+    write_dataset_json(files.study, root, num_training=cases, channel_names=["A", "B"])
+    return root
 
 
 def multipart(files: StudyFiles, *, case_id: str | None = None) -> tuple[list, dict]:

@@ -15,11 +15,12 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner
 
-from helpers.service import ADMIN, CLASSES, LABELSET_PARAMS, dataset_body, run_burst_workers, write_tiny_study
+from helpers.service import (
+    ADMIN, CLASSES, LABELSET_PARAMS, dataset_body, nnunet_folder, run_burst_workers, write_tiny_study,
+)  # fmt: skip
 from softlabel.cli.main import app as softlabel
 from softlabel.service.app import create_app
 from softlabel.service.client import ApiError, ChecksumError, SoftlabelClient
-from softlabel.worker.engine.demo_data import write_dataset_json
 
 pytestmark = pytest.mark.redis
 
@@ -45,13 +46,6 @@ def server(settings) -> Iterator[str]:
 def client(server) -> Iterator[SoftlabelClient]:
     with SoftlabelClient(server, ADMIN) as c:
         yield c
-
-
-def nnunet_folder(root: Path, cases: int) -> Path:
-    for index in range(cases):
-        files = write_tiny_study(root, f"case_{index:03d}", seed=index)
-    write_dataset_json(files.study, root, num_training=cases, channel_names=["A", "B"])
-    return root
 
 
 @pytest.mark.slow
