@@ -39,6 +39,7 @@ CHROME_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    "--disable-dev-shm-usage",  # containers often give /dev/shm 64 MB
     "--window-size=1400,1000",
 ]
 
