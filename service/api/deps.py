@@ -80,13 +80,18 @@ def token_for_secret(settings: Settings, connection: redis.Redis, secret: str) -
     return record
 
 
-def session_token(request: Request, settings: Settings, connection: redis.Redis) -> TokenRecord | None:
-    """The token of the UI session in the request's cookie, if it is signed in and not revoked."""
-    session = sessions.load(connection, request.cookies.get(sessions.COOKIE))
+def signed_in_session(
+    request: Request, settings: Settings, connection: redis.Redis
+) -> tuple[str, sessions.Session, TokenRecord] | None:
+    """The UI session in the request's cookie (its id, the session, its token), if it is signed
+    in and its token is not revoked."""
+    session_id = request.cookies.get(sessions.COOKIE, "")
+    session = sessions.load(connection, session_id)
     if session is None:
         return None
     admin = settings.admin_token.get_secret_value() if settings.admin_token else None
-    return sessions.token_of(connection, session, admin_token=admin)
+    token = sessions.token_of(connection, session, admin_token=admin)
+    return None if token is None else (session_id, session, token)
 
 
 def current_token(
@@ -102,10 +107,10 @@ def current_token(
     a form with the session's CSRF secret), so a cookie alone never changes anything here.
     """
     if credentials is None:
-        record = session_token(request, settings, connection) if request.method in ("GET", "HEAD") else None
-        if record is None:
+        found = signed_in_session(request, settings, connection) if request.method in ("GET", "HEAD") else None
+        if found is None:
             raise _unauthorized("expected 'Bearer <token>', got no bearer token")
-        return record
+        return found[2]
     return token_for_secret(settings, connection, credentials.credentials)
 
 

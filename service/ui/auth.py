@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from .. import sessions
-from ..api.deps import RedisDep, SettingsDep, require, session_token
+from ..api.deps import RedisDep, SettingsDep, require, signed_in_session
 from ..errors import ApiError
 from ..sessions import Session
 from ..tokens import Scope, TokenRecord
@@ -37,10 +37,8 @@ class UiUser:
 
 
 def signed_in(request: Request, settings: SettingsDep, connection: RedisDep) -> UiUser | None:
-    session_id = request.cookies.get(sessions.COOKIE, "")
-    session = sessions.load(connection, session_id)
-    token = session_token(request, settings, connection) if session is not None else None
-    return None if session is None or token is None else UiUser(session_id, session, token)
+    found = signed_in_session(request, settings, connection)
+    return None if found is None else UiUser(*found)
 
 
 MaybeUser = Annotated[UiUser | None, Depends(signed_in)]
