@@ -88,7 +88,13 @@ def run_demo(client: SoftlabelClient, out_dir: Path, console: Console) -> list[P
     console.print(f"done: results in {out_dir.resolve()}", highlight=False, soft_wrap=True)
     for description, path in zip(("soft labels (X, Y, Z, K)", "superpixels", "preview"), paths):
         console.print(f"  {description:<26}{path.resolve()}", highlight=False, soft_wrap=True)
+    console.print(f"viewer: {viewer_url(str(client.http.base_url))}", highlight=False, soft_wrap=True)
     return paths
+
+
+def viewer_url(api_url: str) -> str:
+    """The demo study in the web UI's viewer (sign in there with an API token)."""
+    return f"{api_url.rstrip('/')}/ui/datasets/{DATASET_ID}/studies/{CASE_ID}?labelset={LABELSET}"
 
 
 @app.command("demo")
@@ -115,3 +121,4 @@ def demo_command(
     finally:
         if stack is not None:
             stack.stop()
+            console.print("(the demo's own stack has stopped: run `softlabel up`, then `softlabel demo` again, to open the viewer)")

@@ -21,6 +21,7 @@ from .errors import install_error_handlers
 from .limits import BodySizeLimit, body_limit
 from .metrics import install_metrics
 from .settings import Settings, get_settings
+from .ui import install_ui
 
 DESCRIPTION = """Superpixel-guided soft labels for medical image segmentation.
 
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AuthenticateFirst, settings=current, redis_for=redis_for)  # outside the body limit: 401 first
     app.include_router(health.router)
     app.include_router(api_router)
+    install_ui(app)  # the web UI under /ui/ (docs/ui.md)
     install_metrics(
         app, redis_factory=lambda: redis_for(current().redis_url), queue_names=lambda: [current().queue],
         dependencies=[ReadScope],

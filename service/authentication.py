@@ -4,8 +4,10 @@ the app reads a byte of its body.
 :class:`AuthenticateFirst` is a pure ASGI middleware in front of the routes under
 :data:`PROTECTED_PREFIXES`: a request without a valid token is answered 401 from its headers
 alone, whatever its body (an 800 MiB JSON body with no token grew the API process to 2 GB when
-the token was checked by a route dependency, after the body was parsed). A valid token's record
-is left in the request's state for the routes' scope checks (403), which need no second lookup.
+the token was checked by a route dependency, after the body was parsed). A browser signed in to
+the web UI may also read (GET and HEAD only) with its session cookie: the viewer downloads files
+this way; every other method needs the bearer token. A valid token's record is left in the
+request's state for the routes' scope checks (403), which need no second lookup.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from collections.abc import Callable
 import redis
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import tokens
+from . import sessions, tokens
 from .errors import ApiError
 from .settings import Settings
 from .tokens import TokenRecord
@@ -30,12 +33,8 @@ def unauthorized(detail: str) -> ApiError:
     return ApiError(401, f"authorization: {detail}", field="authorization", headers={"WWW-Authenticate": "Bearer"})
 
 
-def authenticate(authorization: str | None, settings: Settings, connection: redis.Redis) -> TokenRecord:
-    """The token named by an ``Authorization`` header: 401 when missing, unknown or revoked."""
-    scheme, _, secret = (authorization or "").partition(" ")
-    secret = secret.strip()
-    if scheme.lower() != "bearer" or not secret:
-        raise unauthorized("expected 'Bearer <token>', got no bearer token")
+def token_for_secret(settings: Settings, connection: redis.Redis, secret: str) -> TokenRecord:
+    """The token a secret names: 401 when unknown or revoked (the API and the UI's sign-in)."""
     admin = settings.admin_token.get_secret_value() if settings.admin_token else None
     record = tokens.env_admin(admin, secret) or tokens.lookup(connection, secret)
     if record is None:
@@ -43,6 +42,33 @@ def authenticate(authorization: str | None, settings: Settings, connection: redi
     if record.revoked_at:
         raise unauthorized(f"expected a valid API token, got one revoked at {record.revoked_at}")
     return record
+
+
+def signed_in_session(
+    request: Request, settings: Settings, connection: redis.Redis
+) -> tuple[str, sessions.Session, TokenRecord] | None:
+    """The UI session in the request's cookie (its id, the session, its token), if it is signed
+    in and its token is not revoked."""
+    session_id = request.cookies.get(sessions.COOKIE, "")
+    session = sessions.load(connection, session_id)
+    if session is None:
+        return None
+    admin = settings.admin_token.get_secret_value() if settings.admin_token else None
+    token = sessions.token_of(connection, session, admin_token=admin)
+    return None if token is None else (session_id, session, token)
+
+
+def authenticate(request: Request, settings: Settings, connection: redis.Redis) -> TokenRecord:
+    """The caller's token: the bearer token of the ``Authorization`` header, or for GET and HEAD
+    without one, a signed-in UI session's; 401 when missing, unknown or revoked."""
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    secret = secret.strip()
+    if scheme.lower() == "bearer" and secret:
+        return token_for_secret(settings, connection, secret)
+    found = signed_in_session(request, settings, connection) if request.method in ("GET", "HEAD") else None
+    if found is None:
+        raise unauthorized("expected 'Bearer <token>', got no bearer token")
+    return found[2]
 
 
 class AuthenticateFirst:
@@ -57,12 +83,9 @@ class AuthenticateFirst:
         if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIXES):
             await self.app(scope, receive, send)
             return
-        header = dict(scope["headers"]).get(b"authorization")
         settings = self.settings()
         try:
-            record = await run_in_threadpool(
-                authenticate, header.decode("latin-1") if header else None, settings, self.redis_for(settings.redis_url)
-            )
+            record = await run_in_threadpool(authenticate, Request(scope), settings, self.redis_for(settings.redis_url))
         except ApiError as exc:
             await JSONResponse(exc.body, status_code=exc.status_code, headers=exc.headers)(scope, receive, send)
             return

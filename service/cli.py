@@ -139,6 +139,7 @@ def up_command(
         raise typer.Exit(1) from None
     table = Table(show_header=False, box=None)
     table.add_row("API", stack.api_url)
+    table.add_row("UI", f"{stack.api_url}/ui/ (sign in with the admin token below, or any API token)")
     table.add_row("docs", f"{stack.api_url}/docs")
     table.add_row("data", str(stack.data_dir))
     table.add_row("Redis", stack.redis.url if stack.redis else "REDIS_URL")

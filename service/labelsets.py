@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from pydantic import ValidationError
 from rq import Queue
 from rq.job import Job, JobStatus
 
@@ -20,21 +21,26 @@ from softlabel.worker.jobs.contract import JobOutputs, SoftenJobPayload
 
 from . import layout
 from . import queue as jobs
-from .datasets import Dataset, case_ids, labelset_names, utc_now
-from .errors import not_found
+from .datasets import Dataset, case_ids, get_dataset, labelset_names, utc_now
+from .errors import ApiError, conflict, not_found
+from .locks import dataset_lock
 from .schemas import (
+    JobPublic,
     LabelsetCounts,
+    LabelsetCreate,
     LabelsetPublic,
     ManifestDataset,
     ManifestFile,
     ManifestLabelset,
     ManifestPublic,
     ManifestStudy,
+    LabelsetStudiesPublic,
+    LabelsetStudyPublic,
     StudyStatus,
 )
 from .settings import Settings
 from .storage import Storage
-from .studies import Study, get_study
+from .studies import Study, get_study, page_of_cases
 
 
 @dataclass(frozen=True)
@@ -215,3 +221,85 @@ def discard_jobs(connection: redis.Redis, dataset_id: str, names: list[str], cas
             jobs.cancel(connection, job)
         else:
             job.delete(remove_from_queue=True)
+
+
+def create_labelset(
+    storage: Storage, queue: Queue, settings: Settings, dataset: Dataset, body: LabelsetCreate
+) -> LabelsetPublic:
+    """Save the configuration (or find the same one under that name) and queue one job per study.
+
+    Posting an existing labelset's configuration again queues only its failed, canceled and
+    missing studies ("retry all failed"); other parameters under an existing name are a 409.
+    """
+    try:
+        config = body.config()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = "params." + ".".join(str(p) for p in first["loc"])
+        raise ApiError(422, f"{field}: {first['msg']}", field=field) from None
+    except ValueError as exc:
+        raise ApiError(422, str(exc), field="params") from None
+    with dataset_lock(queue.connection, dataset.id):
+        existing = storage.read_json(layout.labelset_meta(dataset.id, body.name))
+        if existing is None:
+            labelset = new_labelset(dataset, body.name, config)
+            save_labelset(storage, labelset)
+        else:
+            labelset = Labelset.from_json(existing)
+            if labelset.config.output_key() != config.output_key():
+                raise conflict(
+                    f"labelset {body.name!r} exists with other parameters {labelset.config.output_params()}; "
+                    "choose another name or delete it", field="name",
+                )  # fmt: skip
+        ids, reused = queue_studies(storage, queue, settings, dataset, labelset, case_ids(storage, dataset.id))
+    return to_public(storage, queue.connection, labelset, enqueued=len(ids), reused=reused)
+
+
+def studies_page(
+    storage: Storage, connection: redis.Redis, labelset: Labelset, *, page_size: int, page_token: str | None
+) -> LabelsetStudiesPublic:
+    """One page of the labelset's studies: status, job id, attempts, progress and error."""
+    cases, next_token = page_of_cases(case_ids(storage, labelset.dataset_id), page_size=page_size, page_token=page_token)
+    data = []
+    for s in study_states(storage, connection, labelset, cases):
+        public = jobs.to_public(s.job) if s.job is not None else None
+        data.append(
+            LabelsetStudyPublic(
+                case_id=s.case_id, status=s.status, job_id=s.job_id,
+                job_status=public.status if public else None, attempts=public.attempts if public else 0,
+                progress=public.progress if public and s.status == "running" else None,
+                error=public.error if public and s.status == "failed" else None,
+            )  # fmt: skip
+        )
+    return LabelsetStudiesPublic(data=data, next_page_token=next_token)
+
+
+def job_or_404(connection: redis.Redis, job_id: str) -> Job:
+    job = jobs.fetch_job(connection, job_id)
+    if job is None:
+        raise not_found("job", job_id)
+    return job
+
+
+def retry_job(storage: Storage, queue: Queue, settings: Settings, job_id: str) -> JobPublic:
+    """Queue a failed, stopped or canceled job again (a fresh job with the same id); 409 otherwise."""
+    job = job_or_404(queue.connection, job_id)
+    if jobs.is_active(job) or job.get_status(refresh=False) == JobStatus.FINISHED:
+        status = job.get_status(refresh=False).value
+        raise conflict(f"job {job_id!r} is {status}; only failed, stopped or canceled jobs can be retried", field="job_id")
+    meta = job.meta
+    dataset = get_dataset(storage, meta["dataset_id"])
+    labelset = get_labelset(storage, dataset.id, meta["labelset"])
+    get_study(storage, dataset.id, meta["case_id"])
+    with dataset_lock(queue.connection, dataset.id):
+        queue_studies(storage, queue, settings, dataset, labelset, [meta["case_id"]])
+    return jobs.to_public(job_or_404(queue.connection, job_id))
+
+
+def stop_job(connection: redis.Redis, job_id: str) -> JobPublic:
+    """Cancel a queued job, or stop a running one (at once on a forking worker, else at its next stage)."""
+    job = job_or_404(connection, job_id)
+    if not jobs.is_active(job):
+        raise conflict(f"job {job_id!r} already ended ({job.get_status(refresh=False).value})", field="job_id")
+    jobs.cancel(connection, job)
+    return jobs.to_public(job_or_404(connection, job_id))

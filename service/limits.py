@@ -16,13 +16,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .errors import ApiError
 from .settings import Settings
 
-IMPORT_PATH = "/v1/datasets/import"  # the one route whose body limit is max_import_bytes
+IMPORT_PATHS = ("/v1/datasets/import", "/ui/datasets/import")  # the routes whose body limit is max_import_bytes
 
 
 def body_limit(scope: Scope, settings: Settings) -> int:
     """Bytes a request may send: the import's limit, the upload limit for multipart forms, and
-    ``max_json_bytes`` for everything else (JSON, or any other type a route does not take)."""
-    if scope["path"] == IMPORT_PATH:
+    ``max_json_bytes`` for everything else (JSON, the UI's urlencoded forms, any other type)."""
+    if scope["path"] in IMPORT_PATHS:
         return settings.max_import_bytes
     content_type = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
     return settings.max_upload_bytes if content_type == b"multipart/form-data" else settings.max_json_bytes

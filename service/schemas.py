@@ -172,6 +172,9 @@ class LabelsetStudyPublic(BaseModel):
     case_id: str
     status: StudyStatus
     job_id: str
+    job_status: str | None = Field(None, description="RQ status of the study's job (stopped shows here); null without one")
+    attempts: int = Field(0, description="times a worker started the study's job")
+    progress: JobProgress | None = Field(None, description="stage and fraction while running")
     error: str | None = None
 
 

@@ -81,6 +81,11 @@ def lookup(connection: redis.Redis, secret: str) -> TokenRecord | None:
     return None if token_id is None else _record(connection.hget(RECORDS_KEY, token_id))
 
 
+def get(connection: redis.Redis, token_id: str) -> TokenRecord | None:
+    """The record of a minted token by id (revoked ones included), or None."""
+    return _record(connection.hget(RECORDS_KEY, token_id))
+
+
 def list_tokens(connection: redis.Redis) -> list[TokenRecord]:
     """Every minted token, revoked ones included, oldest first."""
     records = [_record(raw) for raw in connection.hvals(RECORDS_KEY)]

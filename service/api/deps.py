@@ -18,6 +18,7 @@ from rq import Queue
 
 from .. import queue as jobs
 from ..authentication import STATE_KEY, authenticate
+from ..authentication import signed_in_session, token_for_secret  # noqa: F401 (the UI's sign-in and pages use them from here)
 from ..datasets import Dataset, get_dataset
 from ..errors import ApiError
 from ..layout import ID_PATTERN
@@ -72,11 +73,13 @@ def current_token(
     connection: RedisDep,
 ) -> TokenRecord:
     """The caller's token: the one :class:`AuthenticateFirst` checked before the body was read,
-    or (outside its prefixes) checked here; 401 when missing, unknown or revoked."""
+    or (outside its prefixes) checked here; 401 when missing, unknown or revoked. A browser
+    signed in to the UI may read (GET and HEAD only) with its session cookie; writes always
+    need the bearer token (``credentials`` documents the scheme in the OpenAPI)."""
     checked = getattr(request.state, STATE_KEY, None)
     if checked is not None:
         return checked
-    return authenticate(f"Bearer {credentials.credentials}" if credentials else None, settings, connection)
+    return authenticate(request, settings, connection)
 
 
 CurrentToken = Annotated[TokenRecord, Depends(current_token)]

@@ -41,6 +41,14 @@ def write_tiny_study(folder: Path, case_id: str, *, seed: int = 0, shape: tuple[
     return StudyFiles(case_id=case_id, images=images, label=label, study=study)
 
 
+def nnunet_folder(root: Path, cases: int) -> Path:
+    """An nnU-Net raw dataset folder of ``cases`` tiny studies (imagesTr, labelsTr, dataset.json)."""
+    for index in range(cases):
+        files = write_tiny_study(root, f"case_{index:03d}", seed=index)
+    write_dataset_json(files.study, root, num_training=cases, channel_names=["A", "B"])
+    return root
+
+
 def multipart(files: StudyFiles, *, case_id: str | None = None) -> tuple[list, dict]:
     """``files=`` and ``data=`` arguments for a study upload."""
     parts = [("images", (p.name, p.read_bytes())) for p in files.images]
@@ -104,11 +112,3 @@ def wait_for_end(api: Any, job_id: str, timeout_s: float = 90) -> dict:
             return job
         time.sleep(0.05)
     raise AssertionError(f"job still active after {timeout_s} s: {job}")
-
-
-def nnunet_folder(root: Path, cases: int) -> Path:
-    """An nnU-Net raw dataset of ``cases`` tiny two-channel studies (dataset.json, imagesTr, labelsTr)."""
-    for index in range(cases):
-        files = write_tiny_study(root, f"case_{index:03d}", seed=index)
-    write_dataset_json(files.study, root, num_training=cases, channel_names=["A", "B"])
-    return root

@@ -24,6 +24,8 @@ def test_the_layer_contracts_hold(run) -> None:
     ("worker/engine/softening/softeners.py", "from ...jobs import contract", "The engine imports neither the job side"),
     ("trainer/metrics.py", "from softlabel.service import storage", "The trainer reaches the service only through its HTTP client"),
     ("service/datasets.py", "from softlabel.worker.engine import pipeline", "The service imports of the worker only"),
+    ("service/api/deps.py", "from .. import ui", "The REST API does not depend on the web UI"),
+    ("service/ui/pages.py", "from rq import Queue", "The web UI reaches the queue only through the service's functions"),
 ])  # fmt: skip
 def test_a_broken_import_breaks_its_contract(run, tmp_path: Path, module: str, line: str, contract: str) -> None:
     """A copy of the packages, one import added, checked with the repository's contracts."""
@@ -86,5 +88,10 @@ def test_the_wheel_holds_one_top_level_package(run, tmp_path: Path) -> None:
     assert {name.split("/")[0] for name in names} == {"softlabel", next(n for n in names if ".dist-info/" in n).split("/")[0]}
     for package in PACKAGES:
         assert f"softlabel/{package}/__init__.py" in names
+    ui_files = ["templates/viewer.html", "static/viewer.js", "static/upload.js", "static/app.css", "static/vendor/README.md",
+                "static/vendor/htmx/htmx.min.js", "static/vendor/htmx/LICENSE", "static/vendor/niivue/niivue.umd.js",
+                "static/vendor/niivue/LICENSE"]  # fmt: skip
+    missing = [f for f in ui_files if f"softlabel/service/ui/{f}" not in names]
+    assert missing == [], f"the web UI serves these with no network: {missing}"
     kernels = [name for name in names if name.endswith(".so")]
     assert len(kernels) == 4 and all(name.startswith("softlabel/worker/engine/") for name in kernels), kernels

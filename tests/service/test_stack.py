@@ -72,6 +72,7 @@ def test_demo_runs_the_main_job_on_a_fresh_machine(tmp_path):
     soft = nib.load(out / "mni152_001.nii.gz")
     assert soft.shape == (197, 233, 189, 4)
     assert "mni152_001_preview.png" in demo.stderr and (data / TOKEN_FILE).stat().st_mode & 0o777 == 0o600
+    assert "/ui/datasets/mni152-demo/studies/mni152_001?labelset=demo" in demo.stderr  # its study in the viewer
     assert not (data / STATE_FILE).exists() and processes_using(data) == []
 
     again = subprocess.run([SOFTLABEL, "demo"], cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=300)
@@ -104,6 +105,7 @@ def test_up_serves_the_api_and_workers_and_stops_on_ctrl_c(tmp_path):
         output, _ = up.communicate(timeout=60)
     assert up.returncode == 0, output
     assert "stopped" in output and not (data / STATE_FILE).exists()
+    assert f"{api_url}/ui/" in output  # the web UI's address
     assert processes_using(data) == []
     assert (data / "redis" / "appendonly.aof").exists()
 

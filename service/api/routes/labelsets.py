@@ -6,24 +6,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse
-from pydantic import ValidationError
 
 from ... import labelsets as ls
 from ... import layout
 from ...datasets import case_ids
-from ...errors import ApiError, conflict
+from ...errors import ApiError
 from ...locks import dataset_lock
-from ...queue import error_message
 from ...schemas import (
     LabelsetCreate,
     LabelsetPublic,
     LabelsetsPublic,
     LabelsetStudiesPublic,
-    LabelsetStudyPublic,
     ManifestPublic,
 )
 from ...storage import Storage
-from ...studies import MAX_PAGE_SIZE, get_study, page_of_cases
+from ...studies import MAX_PAGE_SIZE, get_study
 from ..deps import (
     CaseId,
     DatasetDep,
@@ -46,28 +43,7 @@ def create_labelset(
 ) -> LabelsetPublic:
     """Queue one job per study (202). Re-posting the same configuration queues only what is neither
     finished nor running; results of a labelset with the same parameters are reused."""
-    try:
-        config = body.config()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = "params." + ".".join(str(p) for p in first["loc"])
-        raise ApiError(422, f"{field}: {first['msg']}", field=field) from None
-    except ValueError as exc:
-        raise ApiError(422, str(exc), field="params") from None
-    with dataset_lock(queue.connection, dataset.id):
-        existing = storage.read_json(layout.labelset_meta(dataset.id, body.name))
-        if existing is None:
-            labelset = ls.new_labelset(dataset, body.name, config)
-            ls.save_labelset(storage, labelset)
-        else:
-            labelset = ls.Labelset.from_json(existing)
-            if labelset.config.output_key() != config.output_key():
-                raise conflict(
-                    f"labelset {body.name!r} exists with other parameters {labelset.config.output_params()}; "
-                    "choose another name or delete it", field="name",
-                )  # fmt: skip
-        ids, reused = ls.queue_studies(storage, queue, settings, dataset, labelset, case_ids(storage, dataset.id))
-    return ls.to_public(storage, queue.connection, labelset, enqueued=len(ids), reused=reused)
+    return ls.create_labelset(storage, queue, settings, dataset, body)
 
 
 @router.get("", response_model=LabelsetsPublic, dependencies=[ReadScope])
@@ -102,18 +78,9 @@ def list_labelset_studies(
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
     page_token: Annotated[str | None, Query(description="next_page_token of the previous page")] = None,
 ) -> LabelsetStudiesPublic:
-    """Each study's state in this labelset, with its job id and error."""
+    """Each study's state in this labelset, with its job id, attempts, progress and error."""
     labelset = ls.get_labelset(storage, dataset.id, name)
-    cases, next_token = page_of_cases(case_ids(storage, dataset.id), page_size=page_size, page_token=page_token)
-    states = ls.study_states(storage, connection, labelset, cases)
-    data = [
-        LabelsetStudyPublic(
-            case_id=s.case_id, status=s.status, job_id=s.job_id,
-            error=error_message(s.job) if s.job is not None and s.status == "failed" else None,
-        )  # fmt: skip
-        for s in states
-    ]
-    return LabelsetStudiesPublic(data=data, next_page_token=next_token)
+    return ls.studies_page(storage, connection, labelset, page_size=page_size, page_token=page_token)
 
 
 @router.get("/{name}/manifest", response_model=ManifestPublic, dependencies=[ReadScope])
