@@ -61,14 +61,15 @@ def see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-def validated(model: type[BaseModel], *, parse_text: bool = False, **data: Any) -> Any:
-    """``model(**data)``, with a validation error as the API's 422 naming the field;
-    ``parse_text``: form text is parsed by the field types even where the model is strict."""
+def validated(model: type[BaseModel], *, parse_text: bool = False, field_prefix: str = "", **data: Any) -> Any:
+    """``model(**data)``, with a validation error as the API's 422 naming the field (after
+    ``field_prefix``); ``parse_text``: form text is parsed by the field types even where the
+    model is strict."""
     try:
         return model.model_validate(data, strict=False) if parse_text else model(**data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "request"
+        field = field_prefix + (".".join(str(p) for p in first["loc"]) or "request")
         raise ApiError(422, f"{field}: {first['msg']}", field=field) from None
 
 
@@ -248,7 +249,7 @@ async def create_labelset(
         text["normalize"] = form.get("normalize") == "on"
     # A form sends text: parse it by the configuration's field types (the configuration itself is
     # strict, so the API refuses "2000" for a count), with its ranges and messages.
-    typed = validated(SofteningConfig, **{"method": method, **text}, parse_text=True)
+    typed = validated(SofteningConfig, **{"method": method, **text}, parse_text=True, field_prefix="params.")
     params = {field: getattr(typed, field) for field in text}
     body = validated(LabelsetCreate, name=str(form.get("name", "")).strip(), method=method, params=params)
     ls.create_labelset(storage, queue, settings, dataset, body)

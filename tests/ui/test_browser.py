@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -37,9 +37,18 @@ STOP_SHAPE = (96, 192, 192)  # voxels: its SLIC with SLOW_PARAMS runs for second
 WAIT_S = 120  # seconds any one thing may take in the browser
 
 
-def shot(driver: Any, name: str) -> Path:
+def shot(driver: Any, name: str, attempts: int = 3) -> Path:
+    """A screenshot of the page into the test artifacts; a capture that times out (the renderer
+    busy on a loaded 2-core machine: "not attached to an active page") is tried again."""
     path = ARTIFACTS / f"{name}.png"
-    driver.save_screenshot(str(path))
+    for attempt in range(attempts):
+        try:
+            driver.save_screenshot(str(path))
+            return path
+        except TimeoutException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
     return path
 
 
