@@ -265,7 +265,7 @@ def studies_page(
         public = jobs.to_public(s.job) if s.job is not None else None
         data.append(
             LabelsetStudyPublic(
-                case_id=s.case_id, status=s.status, job_id=s.job_id,
+                case_id=s.case_id, status=s.status, job_id=s.job_id if s.job is not None else None,
                 job_status=public.status if public else None, attempts=public.attempts if public else 0,
                 progress=public.progress if public and s.status == "running" else None,
                 error=public.error if public and s.status == "failed" else None,

@@ -171,7 +171,10 @@ class LabelsetsPublic(BaseModel):
 class LabelsetStudyPublic(BaseModel):
     case_id: str
     status: StudyStatus
-    job_id: str
+    job_id: str | None = Field(
+        None, description="the study's job in this labelset (GET /v1/jobs/{job_id}); null when Redis holds none: "
+        "a result reused from a labelset with the same parameters, or a job record that expired"
+    )
     job_status: str | None = Field(None, description="RQ status of the study's job (stopped shows here); null without one")
     attempts: int = Field(0, description="times a worker started the study's job")
     progress: JobProgress | None = Field(None, description="stage and fraction while running")

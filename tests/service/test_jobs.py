@@ -128,6 +128,9 @@ def test_twenty_studies_two_workers_none_computed_twice(api, dataset, settings, 
     manifest = api.get(f"/v1/datasets/{dataset}/labelsets/twin/manifest").json()
     original = api.get(f"/v1/datasets/{dataset}/labelsets/sp/manifest").json()
     assert [s["soft"]["sha256"] for s in manifest["studies"]] == [s["soft"]["sha256"] for s in original["studies"]]
+    # A reused result has no job of its own: no job id that would answer 404.
+    reused = api.get(f"/v1/datasets/{dataset}/labelsets/twin/studies", params={"page_size": 100}).json()["data"]
+    assert {s["job_id"] for s in reused} == {None} and {s["status"] for s in reused} == {"finished"}
     conflict = api.post(f"/v1/datasets/{dataset}/labelsets", json={"name": "sp", "params": {"n_segments": 31}})
     assert conflict.status_code == 409 and "other parameters" in conflict.json()["detail"]
 
