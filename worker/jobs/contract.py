@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..engine.config import SofteningConfig
 
 SOFTEN_JOB = "softlabel.worker.jobs.soften.soften_study"  # the job function, enqueued by name
-# The name queues filled by softlabel 0.1.0 hold; workers rename such jobs at start (docs/deploy.md).
+# The names queues filled by softlabel 0.1.0 hold; workers run such jobs as SOFTEN_JOB (docs/deploy.md).
 LEGACY_SOFTEN_JOBS = ("worker.jobs.soften_study",)
 
 # Stop requests: the service sets the key, the job checks it between stages (jobs/stop.py).

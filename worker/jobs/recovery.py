@@ -25,7 +25,7 @@ from rq.job import Job, JobStatus
 from rq.job_lifecycle import record_job_failure
 from rq.worker_registration import unregister
 
-from .contract import LEASE_KEY, LEGACY_SOFTEN_JOBS, RECOVERING_KEY, SOFTEN_JOB
+from .contract import LEASE_KEY, RECOVERING_KEY
 
 log = logging.getLogger(__name__)
 
@@ -111,34 +111,6 @@ def _forget_worker(connection: redis.Redis, name: str | None) -> None:
         log.warning("worker %s died while running a job; unregistered it", name)
 
 
-def rename_legacy_jobs(connection: redis.Redis, queues: Sequence[Queue], *, include_failed: bool = True) -> list[str]:
-    """Point jobs queued by softlabel 0.1.0 (``worker.jobs.soften.soften_study``) at today's job
-    function; returns their ids.
-
-    Looks at the queue and at the scheduled (waiting to retry), deferred and, with
-    ``include_failed``, failed (retried by the API; kept for days, so scanned at worker start
-    only) registries. Started jobs belong to a live 0.1.0 worker or to recovery, which requeues
-    them into the queue. The payload is unchanged.
-    """
-    renamed = []
-    for queue in queues:
-        registries = [queue.scheduled_job_registry, queue.deferred_job_registry]
-        if include_failed:
-            registries.append(queue.failed_job_registry)
-        job_ids = [*queue.get_job_ids(), *(job_id for registry in registries for job_id in registry.get_job_ids())]
-        for job_id in dict.fromkeys(job_ids):
-            try:
-                job = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
-            except NoSuchJobError:
-                continue
-            if job.func_name in LEGACY_SOFTEN_JOBS:
-                _ = job.args, job.kwargs  # decoded before the name changes, so they are saved back
-                job.func_name = SOFTEN_JOB
-                job.save(include_meta=False)
-                renamed.append(job_id)
-    return renamed
-
-
 def _recover(connection: redis.Redis, queue: Queue, job: Job, registry_keys: list[str], *, max_recoveries: int) -> None:
     count = int(job.meta.get("recoveries", 0)) + 1
     job.meta["recoveries"] = count
@@ -159,20 +131,13 @@ def _recover(connection: redis.Redis, queue: Queue, job: Job, registry_keys: lis
 def start_recovery_loop(
     connection: redis.Redis, queues: Sequence[Queue], *, lease_ttl_s: int, max_recoveries: int
 ) -> threading.Event:
-    """Scan now and every ``lease_ttl_s / 2`` seconds from a daemon thread; set the event to stop.
-
-    Each scan requeues abandoned jobs, then renames 0.1.0's jobs among them (and any an old API
-    queued meanwhile), so that the recovered job runs here instead of failing to import.
-    """
+    """Scan now and every ``lease_ttl_s / 2`` seconds from a daemon thread; set the event to stop."""
     stop = threading.Event()
 
     def loop() -> None:
         while True:
             try:
                 requeue_abandoned(connection, queues, lease_ttl_s=lease_ttl_s, max_recoveries=max_recoveries)
-                renamed = rename_legacy_jobs(connection, queues, include_failed=False)
-                if renamed:
-                    log.warning("renamed %d job(s) queued by softlabel 0.1.0: %s", len(renamed), ", ".join(renamed))
             except redis.RedisError as exc:  # Redis restarting: scan again later
                 log.warning("crash recovery scan failed: %s", exc)
             if stop.wait(max(lease_ttl_s / 2, 1)):

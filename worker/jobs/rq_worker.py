@@ -27,10 +27,11 @@ import typer
 from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.utils import import_attribute
 
 from ..engine.backend import gpu_unavailable_reason, resolve_backend
-from .contract import SOFTEN_JOB
-from .recovery import rename_legacy_jobs, requeue_abandoned, start_recovery_loop
+from .contract import LEGACY_SOFTEN_JOBS, SOFTEN_JOB
+from .recovery import requeue_abandoned, start_recovery_loop
 from .settings import BACKEND_ENV, WorkerSettings
 
 WARM_UP_SHAPE = (12, 14, 10)  # voxels of the phantom run once before the first job
@@ -74,6 +75,19 @@ def warm_up(*, fork: bool, backend: str) -> None:
     release_device_memory(backend)
     with tempfile.TemporaryDirectory() as tmp:
         render_preview(image, label, soft, Path(tmp) / "warm-up.png", superpixels=superpixels)
+
+
+class SoftlabelJob(Job):
+    """RQ's ``Job``, resolving the job function names of earlier releases
+    (:data:`.contract.LEGACY_SOFTEN_JOBS`, queued by softlabel 0.1.0 as ``worker.jobs.soften_study``)
+    to today's :data:`.contract.SOFTEN_JOB` when the job runs: an upgrade needs no drain and no
+    rewrite of the queue."""
+
+    @property
+    def func(self):  # type: ignore[override]
+        if self.func_name in LEGACY_SOFTEN_JOBS:
+            return import_attribute(SOFTEN_JOB)
+        return super().func
 
 
 class PromptShutdown:
@@ -123,7 +137,7 @@ def build_worker(
     queues = [Queue(q, connection=connection, serializer=JSONSerializer) for q in queue_names]
     worker_class = ForkingWorker if fork else InProcessWorker
     return worker_class(
-        queues, connection=connection, serializer=JSONSerializer, name=name,
+        queues, connection=connection, serializer=JSONSerializer, name=name, job_class=SoftlabelJob,
         maintenance_interval=settings.maintenance_interval_s,
     )  # fmt: skip
 
@@ -176,9 +190,6 @@ def worker_command(
     )
     if recovered:
         log.warning("requeued %d job(s) whose worker died: %s", len(recovered), ", ".join(recovered))
-    renamed = rename_legacy_jobs(connection, worker.queues)  # also in each recovery scan below
-    if renamed:
-        log.warning("renamed %d job(s) queued by softlabel 0.1.0 to %s: %s", len(renamed), SOFTEN_JOB, ", ".join(renamed))
     stop = start_recovery_loop(
         connection, worker.queues, lease_ttl_s=settings.lease_ttl_s, max_recoveries=settings.max_recoveries
     )
