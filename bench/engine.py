@@ -44,20 +44,23 @@ NAIVE_IO = ("standard", "ours")  # the naive pipeline's reading and writing: see
 DATA_DIR = Path(__file__).resolve().parent / "out" / "data"
 
 
-def prepare(case: str) -> dict:
-    """Write the case's study as NIfTI once (cached under bench/out/data); returns its paths."""
-    folder = DATA_DIR / case
+def prepare(case: str, data_dir: Path = DATA_DIR) -> dict:
+    """Write the case's study as NIfTI once (cached under ``data_dir/case``); returns its facts
+    with absolute paths. ``case.json`` holds the paths relative to the case's folder, so a
+    prepared folder can be carried to another machine (bench/gpu_prepare.sh)."""
+    folder = Path(data_dir) / case
     meta_path = folder / "case.json"
-    if meta_path.exists():
-        return json.loads(meta_path.read_text())
-    from softlabel.worker.engine.demo_data import mni152_study, synthetic_study, write_study
+    if not meta_path.exists():
+        from softlabel.worker.engine.demo_data import mni152_study, synthetic_study, write_study
 
-    study = {"syn11": lambda: synthetic_study(classes=11), "syn100": lambda: synthetic_study(classes=100), "mni152": mni152_study}[case]()
-    images, label = write_study(study, folder, case)
-    meta = {"images": [str(p) for p in images], "label": str(label), "num_classes": study.num_classes,
-            "shape": list(study.label.shape), "channels": study.image.shape[-1]}  # fmt: skip
-    meta_path.write_text(json.dumps(meta))
-    return meta
+        study = {"syn11": lambda: synthetic_study(classes=11), "syn100": lambda: synthetic_study(classes=100),
+                 "mni152": mni152_study}[case]()  # fmt: skip
+        images, label = write_study(study, folder, case)
+        meta = {"images": [str(p.relative_to(folder)) for p in images], "label": str(label.relative_to(folder)),
+                "num_classes": study.num_classes, "shape": list(study.label.shape), "channels": int(study.image.shape[-1])}  # fmt: skip
+        meta_path.write_text(json.dumps(meta))
+    meta = json.loads(meta_path.read_text())
+    return {**meta, "images": [str(folder / p) for p in meta["images"]], "label": str(folder / meta["label"])}
 
 
 def peak_rss_mb() -> float:

@@ -32,14 +32,11 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from engine import prepare  # noqa: E402  (bench/engine.py writes and caches the studies)
+
 CASES = ("syn11", "mni152")
-
-
-def load_case(studies: Path, case: str) -> dict:
-    """The prepared case's absolute paths and facts (``case.json`` holds paths relative to its folder)."""
-    folder = studies / case
-    meta = json.loads((folder / "case.json").read_text())
-    return {**meta, "images": [str(folder / p) for p in meta["images"]], "label": str(folder / meta["label"])}
 
 
 def device_and_versions() -> tuple[dict, dict]:
@@ -152,7 +149,7 @@ def main() -> None:
     parser.add_argument("--tests-junit", type=Path, help="pytest's JUnit XML of the GPU tests, for the record")
     parser.add_argument("--rehearse", action="store_true", help="stop before the first GPU call")
     args = parser.parse_args()
-    cases = {case: load_case(args.studies, case) for case in args.cases.split(",")}
+    cases = {case: prepare(case, args.studies) for case in args.cases.split(",")}
     if args.rehearse:
         rehearse(cases)
         return

@@ -58,21 +58,7 @@ print("backend auto ->", resolve_backend("auto"), "| why not the GPU:", gpu_unav
 PY
 
 step "the synthetic 48x240x240 3-channel 11-class case (.gpu/studies/syn11)"
-"$PYTHON" - <<'PY'
-import json
-from pathlib import Path
-
-from softlabel.worker.engine.demo_data import synthetic_study, write_study
-
-folder = Path(".gpu/studies/syn11")
-if not (folder / "case.json").exists():
-    study = synthetic_study(classes=11)
-    images, label = write_study(study, folder, "syn11")
-    meta = {"images": [str(p.relative_to(folder)) for p in images], "label": str(label.relative_to(folder)),
-            "num_classes": study.num_classes, "shape": list(study.label.shape), "channels": int(study.image.shape[-1])}
-    (folder / "case.json").write_text(json.dumps(meta))
-print(json.loads((folder / "case.json").read_text()))
-PY
+"$PYTHON" -c "import sys; sys.path.insert(0, 'bench'); from engine import prepare; print(prepare('syn11', '.gpu/studies'))"
 
 if [ "$MODE" = run ]; then
     step "device"

