@@ -8,6 +8,10 @@ the token was checked by a route dependency, after the body was parsed). A brows
 the web UI may also read (GET and HEAD only) with its session cookie: the viewer downloads files
 this way; every other method needs the bearer token. A valid token's record is left in the
 request's state for the routes' scope checks (403), which need no second lookup.
+
+The web UI's forms (``/ui/`` requests other than GET and HEAD, the sign-in form excepted) need
+a signed-in session before their body is read in the same way; the session is left in the
+request's state for the form's CSRF and scope checks.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ from .tokens import TokenRecord
 
 PROTECTED_PREFIXES = ("/v1/", "/metrics")  # everything but /healthz, /readyz and the docs
 STATE_KEY = "token"  # request.state.token: the authenticated TokenRecord
+UI_PREFIX = "/ui/"
+UI_OPEN_FORMS = ("/ui/login",)  # the one form sent without a session
+UI_STATE_KEY = "ui_session"  # request.state.ui_session: signed_in_session's result for a UI form
+READS = ("GET", "HEAD")
 
 
 def unauthorized(detail: str) -> ApiError:
@@ -65,7 +73,7 @@ def authenticate(request: Request, settings: Settings, connection: redis.Redis) 
     secret = secret.strip()
     if scheme.lower() == "bearer" and secret:
         return token_for_secret(settings, connection, secret)
-    found = signed_in_session(request, settings, connection) if request.method in ("GET", "HEAD") else None
+    found = signed_in_session(request, settings, connection) if request.method in READS else None
     if found is None:
         raise unauthorized("expected 'Bearer <token>', got no bearer token")
     return found[2]
@@ -80,12 +88,21 @@ class AuthenticateFirst:
         self.redis_for = redis_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIXES):
+        path = scope["path"] if scope["type"] == "http" else ""
+        api = path.startswith(PROTECTED_PREFIXES)
+        ui_form = path.startswith(UI_PREFIX) and scope.get("method") not in READS and path not in UI_OPEN_FORMS
+        if not (api or ui_form):
             await self.app(scope, receive, send)
             return
         settings = self.settings()
+        connection = self.redis_for(settings.redis_url)
         try:
-            record = await run_in_threadpool(authenticate, Request(scope), settings, self.redis_for(settings.redis_url))
+            if api:
+                key, found = STATE_KEY, await run_in_threadpool(authenticate, Request(scope), settings, connection)
+            else:
+                key, found = UI_STATE_KEY, await run_in_threadpool(signed_in_session, Request(scope), settings, connection)
+                if found is None:
+                    raise ApiError(401, "session: expected a signed-in session, got none (sign in at /ui/login)", field="session")
         except ApiError as exc:
             await JSONResponse(exc.body, status_code=exc.status_code, headers=exc.headers)(scope, receive, send)
             return
@@ -93,5 +110,5 @@ class AuthenticateFirst:
             body = {"detail": f"the token store (Redis) is unreachable: {exc}"}
             await JSONResponse(body, status_code=503)(scope, receive, send)
             return
-        scope.setdefault("state", {})[STATE_KEY] = record
+        scope.setdefault("state", {})[key] = found
         await self.app(scope, receive, send)

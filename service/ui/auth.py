@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 
 from .. import sessions
 from ..api.deps import RedisDep, SettingsDep, require, signed_in_session
+from ..authentication import UI_STATE_KEY
 from ..errors import ApiError
 from ..sessions import Session
 from ..tokens import Scope, TokenRecord
@@ -37,7 +38,8 @@ class UiUser:
 
 
 def signed_in(request: Request, settings: SettingsDep, connection: RedisDep) -> UiUser | None:
-    found = signed_in_session(request, settings, connection)
+    """The signed-in user: for a form, the session AuthenticateFirst found before the body was read."""
+    found = getattr(request.state, UI_STATE_KEY, None) or signed_in_session(request, settings, connection)
     return None if found is None else UiUser(*found)
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from softlabel.service.settings import Settings
 from softlabel.worker.engine.demo_data import DemoStudy, synthetic_study, write_dataset_json, write_study
@@ -112,3 +114,14 @@ def wait_for_end(api: Any, job_id: str, timeout_s: float = 90) -> dict:
             return job
         time.sleep(0.05)
     raise AssertionError(f"job still active after {timeout_s} s: {job}")
+
+
+def raw_request(server: str, head: str, body_start: bytes) -> tuple[str, float]:
+    """Send the request line, headers and the first body bytes only; return the status line and
+    how long the answer took (the rest of the body is never sent)."""
+    url = urlparse(server)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        start = time.monotonic()
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body_start)
+        answer = sock.recv(65536).decode("latin-1")
+        return answer.splitlines()[0], time.monotonic() - start

@@ -3,33 +3,24 @@ whatever the body; JSON bodies have their own small size limit."""
 
 from __future__ import annotations
 
-import socket
-import time
-from urllib.parse import urlparse
-
 import pytest
 
-from helpers.service import ADMIN, dataset_body
+from helpers.service import ADMIN, dataset_body, raw_request
 
 pytestmark = pytest.mark.redis
 GIB = 1 << 30
 
 
-def raw_request(server: str, head: str, body_start: bytes) -> tuple[str, float]:
-    """Send the request line, headers and the first body bytes only; return the status line and
-    how long the answer took (the rest of the body is never sent)."""
-    url = urlparse(server)
-    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
-        start = time.monotonic()
-        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body_start)
-        answer = sock.recv(65536).decode("latin-1")
-        return answer.splitlines()[0], time.monotonic() - start
-
-
-@pytest.mark.parametrize("content_type", ["application/json", "multipart/form-data; boundary=x"])
-def test_no_token_is_401_before_the_body_is_read(server: str, content_type: str) -> None:
-    """An 800 MiB body with no token: the server answers from the headers, without waiting for the body."""
-    head = (f"POST /v1/datasets HTTP/1.1\nHost: test\nContent-Type: {content_type}\n"
+@pytest.mark.parametrize(("path", "content_type"), [
+    ("/v1/datasets", "application/json"),
+    ("/v1/datasets", "multipart/form-data; boundary=x"),
+    ("/ui/datasets/import", "multipart/form-data; boundary=x"),  # the UI's forms need a session first
+    ("/ui/datasets/d1/studies", "multipart/form-data; boundary=x"),
+])  # fmt: skip
+def test_no_token_is_401_before_the_body_is_read(server: str, path: str, content_type: str) -> None:
+    """An 800 MiB body with no token or session: the server answers from the headers, without
+    waiting for the body."""
+    head = (f"POST {path} HTTP/1.1\nHost: test\nContent-Type: {content_type}\n"
             f"Content-Length: {800 << 20}\n")  # fmt: skip
     status, elapsed = raw_request(server, head, b'{"id": "')
     assert status.split()[1] == "401" and elapsed < 5, status
