@@ -217,7 +217,7 @@ def discard_jobs(connection: redis.Redis, dataset_id: str, names: list[str], cas
     for job in jobs.fetch_jobs(connection, ids).values():
         if job is None:
             continue
-        if job.get_status() == JobStatus.STARTED:
+        if job.get_status(refresh=False) == JobStatus.STARTED:  # fetched just now, with the others
             jobs.cancel(connection, job)
         else:
             job.delete(remove_from_queue=True)

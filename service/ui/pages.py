@@ -15,19 +15,19 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
-from softlabel.worker.engine.config import SofteningConfig
+from softlabel.worker.engine.config import METHOD_PARAMS, SofteningConfig
 
 from .. import datasets as ds
 from .. import labelsets as ls
-from .. import sessions, tokens
+from .. import layout, sessions, tokens
 from .. import studies as st
 from ..api.deps import CaseId, DatasetDep, LabelsetName, QueueDep, RedisDep, SettingsDep, StorageDep, token_for_secret
 from ..api.routes import datasets as dataset_routes
 from ..api.routes import studies as study_routes
 from ..api.routes import tokens as token_routes
 from ..errors import ApiError
-from .. import layout
 from ..layout import JOB_ID_PATTERN
 from ..schemas import DatasetCreate, LabelsetCreate, StudyPublic, TokenCreate
 from .auth import Admin, AdminAction, MaybeUser, Reader, SignedIn, UiUser, Writer
@@ -37,13 +37,7 @@ LOGIN_CSRF_COOKIE = "softlabel_login_csrf"  # double-submit secret of the sign-i
 STUDIES_PER_PAGE = 25  # studies per page on the dataset page
 LABELSET_ROWS_PER_PAGE = 50  # studies per page on the labelset page
 POLL_S = 1  # seconds between the labelset page's live updates
-METHOD_PARAMS = {  # the form fields each method uses (SofteningConfig.output_params, plus dtype)
-    "superpixel": ("n_segments", "compactness", "max_num_iter", "slic", "distance", "normalize", "dtype"),
-    "gaussian": ("sigma", "distance", "normalize", "dtype"),
-    "svls": ("sigma", "normalize", "dtype"),
-    "smoothing": ("eps", "normalize", "dtype"),
-    "hard": ("dtype",),
-}
+FORM_FIELDS = {method: (*params, "dtype") for method, params in METHOD_PARAMS.items()}  # a method's form fields
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -218,7 +212,7 @@ def dataset_page(
     labelsets = [ls.to_public(storage, connection, labelset) for labelset in ls.list_labelsets(storage, dataset.id)]
     return render(
         request, "dataset.html", user, dataset=ds.to_public(storage, dataset), studies=studies, labelsets=labelsets,
-        methods=list(METHOD_PARAMS), method_params=METHOD_PARAMS, bounds=param_bounds(), page_token=page_token,
+        methods=list(FORM_FIELDS), method_params=FORM_FIELDS, bounds=param_bounds(), page_token=page_token,
     )  # fmt: skip
 
 
@@ -243,7 +237,7 @@ async def create_labelset(
 ) -> Response:
     form = await request.form()
     method = str(form.get("method", "superpixel"))
-    fields = METHOD_PARAMS.get(method, ())
+    fields = FORM_FIELDS.get(method, ())
     text = {field: form.get(field) for field in fields if form.get(field) not in (None, "")}
     if "normalize" in fields:
         text["normalize"] = form.get("normalize") == "on"
@@ -252,7 +246,9 @@ async def create_labelset(
     typed = validated(SofteningConfig, **{"method": method, **text}, parse_text=True, field_prefix="params.")
     params = {field: getattr(typed, field) for field in text}
     body = validated(LabelsetCreate, name=str(form.get("name", "")).strip(), method=method, params=params)
-    ls.create_labelset(storage, queue, settings, dataset, body)
+    # In a thread: it waits for the dataset lock, lists folders, copies reused results and
+    # enqueues, which would hold up every other request on the event loop.
+    await run_in_threadpool(ls.create_labelset, storage, queue, settings, dataset, body)
     return see_other(f"/ui/datasets/{dataset.id}/labelsets/{body.name}")
 
 

@@ -182,6 +182,7 @@ class nnUNetTrainerSoftLabel(nnUNetTrainer):
         weights = self._training_class_weights() if "wce" in cfg.loss.split("+") else None
         loss = SoftLabelLoss(SegmentationLoss(cfg.loss, alpha=cfg.alpha, beta=cfg.beta, class_weights=weights,
                                               include_background=False, batch_dice=self.configuration_manager.batch_dice))
+        loss = loss.to(self.device)  # the class weights' buffer: nnU-Net never moves self.loss to the GPU
         if not self.enable_deep_supervision:
             return loss
         # nnU-Net's weights: halved per scale, the lowest scale unused, normalised to sum 1

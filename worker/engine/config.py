@@ -26,6 +26,16 @@ MAX_COMPACTNESS = 100.0  # 0.1 is the default; at 100 space outweighs colour a t
 MAX_NUM_ITER = 100  # SLIC settles in about 10 rounds
 MAX_SIGMA = 10.0  # voxels or mm; the kernel spans 4 sigma each way, and softening wider than 10 is no longer a boundary
 
+# The parameters that determine each method's output (besides dtype); the others are ignored.
+METHOD_PARAMS: dict[str, tuple[str, ...]] = {
+    "superpixel": ("n_segments", "compactness", "max_num_iter", "slic", "distance", "normalize"),
+    "gaussian": ("sigma", "distance", "normalize"),
+    "svls": ("sigma", "normalize"),
+    "smoothing": ("eps", "normalize"),
+    "hard": (),
+}
+
+
 class SofteningConfig(BaseModel):
     """A softening method and its parameters (SPEC section 1).
 
@@ -57,15 +67,8 @@ class SofteningConfig(BaseModel):
 
     def output_params(self) -> dict[str, object]:
         """The parameters that determine this method's output (others are ignored)."""
-        keep = {
-            "superpixel": ("n_segments", "compactness", "max_num_iter", "slic", "distance", "normalize"),
-            "gaussian": ("sigma", "distance", "normalize"),
-            "svls": ("sigma", "normalize"),
-            "smoothing": ("eps", "normalize"),
-            "hard": (),
-        }[self.method]
         params: dict[str, object] = {"method": self.method, "dtype": self.dtype}
-        params.update({name: getattr(self, name) for name in keep})
+        params.update({name: getattr(self, name) for name in METHOD_PARAMS[self.method]})
         return params
 
     def output_key(self) -> str:
