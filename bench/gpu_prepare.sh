@@ -15,7 +15,6 @@ PY312=${PY312:-$(ls -d "$HOME"/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null 
 [ -x "$PY312" ] || { echo "gpu_prepare: expected a Python 3.12 interpreter in PY312, found none" >&2; exit 1; }
 HOST_PY=${HOST_PY:-python3}  # writes the studies: any Python with softlabel installed (make's .venv)
 mkdir -p .gpu/wheels .gpu/studies
-grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
 platforms=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64
            --platform manylinux2014_x86_64 --platform any)
 download() { "$PY312" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
