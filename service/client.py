@@ -131,14 +131,15 @@ class SoftlabelClient:
             return self._json("POST", f"/v1/datasets/{dataset_id}/studies", files=files, data=data)
 
     def upload_folder(
-        self, dataset_id: str, folder: str | Path, *, on_study: Callable[[str], None] | None = None
+        self, dataset_id: str, folder: str | Path, *, labels_dir: str = "labelsTr",
+        on_study: Callable[[str], None] | None = None,
     ) -> list[dict[str, Any]]:
         """Upload every case of an nnU-Net-style folder (``imagesTr/<case>_XXXX.nii.gz``,
-        ``labelsTr/<case>.nii.gz``) that the dataset does not have yet."""
+        ``<labels_dir>/<case>.nii.gz``) that the dataset does not have yet."""
         folder = Path(folder)
         existing = {s["case_id"] for s in self.iter_studies(dataset_id)}
         uploaded = []
-        for label in sorted((folder / "labelsTr").glob("*.nii*")):
+        for label in sorted((folder / labels_dir).glob("*.nii*")):
             case = label.name.split(".")[0]
             if case in existing:
                 continue

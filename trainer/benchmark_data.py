@@ -19,7 +19,12 @@ errs, scaled by one ``strength`` in [0, 1]:
 - slice-wise inconsistency (3D cases): each axial slice (constant third index) gets its
   own in-plane shift (RMS ``strength * 1`` mm) and its own offsets (SD ``strength * 0.25``).
 
-``strength = 0`` gives annotations equal to the clean truth.
+``strength = 0`` gives annotations equal to the clean truth. These errors are random: their
+sign varies from case to case, so over many training cases they average out. A systematic
+error, the same in every case, is set apart by ``gm_offset_mm``: the annotator places the
+GM/WM boundary consistently too deep (positive: GM grows by that distance into WM) or too
+shallow (negative: WM grows into GM), as the annotators of one protocol tend to do where
+the image's edge is gradual. CSF and background keep their labels.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ THRESHOLD_LOG_RANGE = math.log(3.0)  # largest per-case log-probability offset a
 SLICE_LOG_SD = 0.25  # SD of the per-slice log-probability offset at strength 1
 BIAS_RMS = 0.1  # RMS of the log bias field
 BIAS_CORR_MM = 40.0
+BLOCK_MM = 8.0  # with a held-out 2D test set: axial blocks alternate train / test ...
+GAP_MM = 4.0  # ... with this gap between blocks, so no test slice shares a level with a training slice
 SLICE_MULTIPLE = 16  # 2D slices are padded to a multiple of this (U-Net downsampling)
 
 
@@ -141,19 +148,49 @@ class Case:
     info: dict
 
 
-def make_case(template: Template, *, kind: str, strength: float, crop_vox, rng: np.random.Generator) -> Case:
+def offset_boundary(labels: np.ndarray, cls: int, into: int, offset_mm: float, spacing_mm: float) -> np.ndarray:
+    """``labels`` with the boundary between classes ``cls`` and ``into`` moved by ``offset_mm``:
+    ``cls`` grows into ``into`` (``> 0``) or ``into`` into ``cls`` (``< 0``), up to that distance
+    (mm, Euclidean, ``spacing_mm`` per voxel). No other class changes."""
+    grow, shrink = (cls, into) if offset_mm > 0 else (into, cls)
+    out = labels.copy()
+    if offset_mm:
+        distance = ndi.distance_transform_edt(labels != grow, sampling=spacing_mm)
+        out[(labels == shrink) & (distance <= abs(offset_mm))] = grow
+    return out
+
+
+def axial_levels(template: Template) -> np.ndarray:
+    """Axial indices whose brain area is at least half the largest: where 2D slices are drawn."""
+    area = template.brain.sum(axis=(0, 1))
+    return np.flatnonzero(area >= 0.5 * area.max())
+
+
+def block_levels(template: Template, *, block_mm: float = BLOCK_MM, gap_mm: float = GAP_MM) -> tuple[np.ndarray, np.ndarray]:
+    """(train levels, test levels): :func:`axial_levels` cut into blocks of ``block_mm``
+    separated by ``gap_mm`` that is left out, alternating train, test, train...; 2D cases are
+    deformed in-plane only, so a test slice never sees a training slice's level."""
+    levels = axial_levels(template)
+    block = max(1, round(block_mm / template.spacing_mm))
+    step = block + max(1, round(gap_mm / template.spacing_mm))
+    blocks = [levels[i : i + block] for i in range(0, len(levels), step)]
+    return np.concatenate(blocks[0::2]), np.concatenate(blocks[1::2] or [np.zeros(0, int)])
+
+
+def make_case(template: Template, *, kind: str, strength: float, crop_vox, rng: np.random.Generator,
+              gm_offset_mm: float = 0.0, level: int | None = None) -> Case:
     """One 2D slice (``kind="2d"``, shape (X, Y, 1)) or 3D crop (``"3d"``, shape ``crop_vox``).
 
     The 2D slice spans the template's in-plane extent padded to a multiple of 16 voxels; its
-    axial position is drawn from the slices whose brain area is at least half the largest.
+    axial position is ``level`` (a template index) or drawn from :func:`axial_levels`.
+    ``gm_offset_mm``: the annotator's systematic GM error (module docstring).
     """
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength: expected a value in [0, 1], got {strength}")
     sp = template.spacing_mm
     dims = template.brain.shape
     if kind == "2d":
-        area = template.brain.sum(axis=(0, 1))
-        z = int(rng.choice(np.flatnonzero(area >= 0.5 * area.max())))
+        z = int(rng.choice(axial_levels(template))) if level is None else int(level)
         size = [-(-n // SLICE_MULTIPLE) * SLICE_MULTIPLE for n in dims[:2]]
         origin = [(n - s) // 2 for n, s in zip(dims[:2], size)] + [z]
         shape = (*size, 1)
@@ -181,6 +218,10 @@ def make_case(template: Template, *, kind: str, strength: float, crop_vox, rng: 
         offset[1:] += rng.normal(0.0, strength * SLICE_LOG_SD, (2, 1, 1, shape[2]))
     annot_maps = _sample(template.stack[1:], grid + subject + annot)
     annotation = _labels(annot_maps[:3], annot_maps[3], offset)
+    if gm_offset_mm and kind == "3d":
+        annotation = offset_boundary(annotation, LABELS["GM"], LABELS["WM"], gm_offset_mm, sp)
+    elif gm_offset_mm:  # within the slice: a 2D annotator sees no neighbouring slice
+        annotation = offset_boundary(annotation[:, :, 0], LABELS["GM"], LABELS["WM"], gm_offset_mm, sp)[:, :, None]
 
     image = _augment_intensity(clean_maps[0], spacing_mm=sp, rng=rng)
     brain = clean > 0
@@ -202,6 +243,8 @@ def write_benchmark(
     seed: int = 0,
     spacing_mm: float = 1.0,
     crop_vox=(96, 96, 96),
+    gm_offset_mm: float = 0.0,
+    n_2d_test: int = 0,
 ) -> dict:
     """Write an nnU-Net raw dataset folder and return its ``dataset.json`` content.
 
@@ -212,6 +255,11 @@ def write_benchmark(
     plus ``softlabel_benchmark``: the parameters and, per case, its kind, origin, per-case
     GM/WM log offsets and the fraction of brain voxels whose annotation differs from the
     clean truth. Case k of a kind depends only on (seed, kind, k).
+
+    With ``n_2d_test``, the 2D cases are split by anatomy (:func:`block_levels`): the
+    ``n_2d`` cases ``mni2d_NNN`` lie in the training blocks, ``n_2d_test`` cases
+    ``mni2dtest_NNN`` in the test blocks, and ``splits.json`` (``train``, ``val`` empty,
+    ``test``; the trainer's ``splits_file``) records it. 3D cases go to ``train``.
     """
     import json
     from pathlib import Path
@@ -224,16 +272,24 @@ def write_benchmark(
         raise ValueError(f"spacing_mm: expected a positive voxel size, got {spacing_mm}")
     if len(crop_vox) != 3 or min(crop_vox) < 1:
         raise ValueError(f"crop_vox: expected three positive sizes, got {tuple(crop_vox)}")
+    if n_2d_test < 0 or (n_2d_test and not n_2d):
+        raise ValueError(f"n_2d_test: expected 0, or a non-negative count beside 2D training cases, got {n_2d_test} with n_2d {n_2d}")
     out = Path(out_dir)
     for sub in ("imagesTr", "labelsTr", "labelsTr_clean"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     template = load_template(spacing_mm)
+    train_levels, test_levels = block_levels(template) if n_2d_test else (None, None)
+    if n_2d_test and not len(test_levels):
+        raise ValueError(f"spacing_mm: expected room for a test block at {spacing_mm} mm, got one block of levels only")
+    kinds = (("2d", "mni2d", n_2d, train_levels), ("3d", "mni3d", n_3d, None), ("2d", "mni2dtest", n_2d_test, test_levels))
     cases = {}
-    for kind_index, (kind, count) in enumerate((("2d", n_2d), ("3d", n_3d))):
+    for kind_index, (kind, prefix, count, levels) in enumerate(kinds):
         for k in range(count):
             rng = np.random.default_rng([seed, kind_index, k])
-            case = make_case(template, kind=kind, strength=strength, crop_vox=crop_vox, rng=rng)
-            name = f"mni{kind}_{k:03d}"
+            level = None if levels is None else int(rng.choice(levels))
+            case = make_case(template, kind=kind, strength=strength, crop_vox=crop_vox, rng=rng,
+                             gm_offset_mm=gm_offset_mm, level=level)
+            name = f"{prefix}_{k:03d}"
             nib.save(nib.Nifti1Image(case.image, case.affine), out / "imagesTr" / f"{name}_0000.nii.gz")
             nib.save(nib.Nifti1Image(case.annotation, case.affine), out / "labelsTr" / f"{name}.nii.gz")
             nib.save(nib.Nifti1Image(case.clean, case.affine), out / "labelsTr_clean" / f"{name}.nii.gz")
@@ -250,9 +306,15 @@ def write_benchmark(
             "seed": seed,
             "spacing_mm": spacing_mm,
             "crop_vox": [int(c) for c in crop_vox],
+            "gm_offset_mm": gm_offset_mm,
+            "split": {"block_mm": BLOCK_MM, "gap_mm": GAP_MM} if n_2d_test else None,
             "clean_labels": "labelsTr_clean",
             "cases": cases,
         },
     }
     (out / "dataset.json").write_text(json.dumps(dataset, indent=2))
+    if n_2d_test:
+        splits = {"train": sorted(c for c in cases if not c.startswith("mni2dtest_")), "val": [],
+                  "test": sorted(c for c in cases if c.startswith("mni2dtest_"))}
+        (out / "splits.json").write_text(json.dumps(splits, indent=2))
     return dataset

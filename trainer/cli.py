@@ -85,16 +85,23 @@ def make_benchmark_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed; case k of a kind depends only on (seed, kind, k).")] = 0,
     spacing_mm: Annotated[float, typer.Option("--spacing-mm", help="Isotropic voxel size to resample the 1 mm template to.")] = 1.0,
     crop: Annotated[tuple[int, int, int], typer.Option("--crop", help="3D crop size in voxels (X Y Z).")] = (96, 96, 96),
+    gm_offset_mm: Annotated[float, typer.Option("--gm-offset-mm", min=-4.0, max=4.0,
+                                                help="Systematic annotator error: the GM/WM boundary moved into WM (+) or GM (-) by this distance in every case.")] = 0.0,
+    n_2d_test: Annotated[int, typer.Option("--n-2d-test", min=0, help="2D test cases from axial blocks apart from the training "
+                                           "slices' blocks; writes splits.json (the trainer's splits_file).")] = 0,
     upload: Annotated[bool, typer.Option("--upload", help="Upload images and perturbed labels to the service as a dataset.")] = False,
     api: Annotated[str, typer.Option("--api", envvar=API_ENV, help="Service root URL (with --upload).")] = "http://127.0.0.1:8000",
     dataset_id: Annotated[str, typer.Option("--dataset-id", help="Dataset id on the service (with --upload).")] = "mni-bench",
+    oracle_dataset_id: Annotated[Optional[str], typer.Option("--oracle-dataset-id", help="With --upload: also upload the "
+                                                             "clean truth as this dataset's labels (the oracle arm).")] = None,
     token: TokenOption = None,
 ) -> None:
     """Write the MNI152 benchmark with perturbed training annotations and clean truth."""
     from .benchmark_data import write_benchmark
 
     try:
-        dataset = write_benchmark(out, strength=strength, n_2d=n_2d, n_3d=n_3d, seed=seed, spacing_mm=spacing_mm, crop_vox=crop)
+        dataset = write_benchmark(out, strength=strength, n_2d=n_2d, n_3d=n_3d, seed=seed, spacing_mm=spacing_mm, crop_vox=crop,
+                                  gm_offset_mm=gm_offset_mm, n_2d_test=n_2d_test)
     except ValueError as exc:
         raise _fail(exc) from None
     cases = dataset["softlabel_benchmark"]["cases"].values()
@@ -108,6 +115,8 @@ def make_benchmark_command(
         try:
             with SoftlabelClient(api, token=token) as client:
                 upload_benchmark(client, out, dataset_id=dataset_id, log=typer.echo)
+                if oracle_dataset_id:
+                    upload_benchmark(client, out, dataset_id=oracle_dataset_id, labels_dir="labelsTr_clean", log=typer.echo)
         except _service_errors() as exc:
             raise _fail(exc) from None
 
@@ -185,6 +194,8 @@ def evaluate_command(
 def experiment_command(
     config: Annotated[Path, typer.Option("--config", help="Experiment file (TOML or JSON); see docs/experiments.md.")],
     api: Annotated[Optional[str], typer.Option("--api", envvar=API_ENV, help="Service root URL; overrides the file's train.api.")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Runs trained at a time, each in its own process "
+                                      "(set train.torch_threads so that jobs x threads fits the cores).")] = 1,
     token: TokenOption = None,
 ) -> None:
     """Methods x losses x seeds on one dataset; prints the paper's Table 1 layout and paired tests."""
@@ -194,7 +205,7 @@ def experiment_command(
         cfg = load_config(config)
         if api:
             cfg.train["api"] = api
-        result = run_experiment(cfg, token=token)
+        result = run_experiment(cfg, token=token, jobs=jobs)
     except _service_errors() as exc:
         raise _fail(exc) from None
     typer.echo(result["markdown"])

@@ -41,6 +41,7 @@ class TrainConfig(BaseModel):
     offline: bool = False  # use only the cache, never the network
     truth_dir: Optional[Path] = None  # clean truth <case_id>.nii.gz for evaluation; default: the labelset's labels
     split_seed: int = 0  # case-level split seed, shared by the runs of an experiment
+    splits_file: Optional[Path] = None  # JSON {"train", "val", "test": [case ids]} (make-benchmark's splits.json); replaces the seeded split
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.25, ge=0.0, lt=1.0)
 
@@ -71,6 +72,9 @@ class TrainConfig(BaseModel):
     torch_threads: Optional[int] = Field(None, ge=1)  # CPU threads; default: torch's choice (one per core)
     amp: bool = True  # mixed precision, on CUDA only
     deterministic: bool = True
+
+    # evaluation
+    eval_checkpoint: Literal["best", "last"] = "best"  # best validation Dice, or the end of training (converged runs)
 
     # inference
     sw_overlap: float = Field(0.5, ge=0.0, lt=1.0)  # sliding-window overlap (3D)

@@ -118,6 +118,28 @@ def split_cases(case_ids: Sequence[str], *, seed: int, val_fraction: float, test
     }
 
 
+def read_splits(path: Path, case_ids: Sequence[str]) -> dict[str, list[str]]:
+    """A fixed split from a JSON file with lists ``train``, ``val`` and ``test`` of case ids:
+    disjoint, at least one training case, every id among ``case_ids``; cases it does not name
+    are left out of the run."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: splits: expected a JSON file of case ids, got {exc}") from None
+    if not isinstance(raw, dict) or set(raw) != {"train", "val", "test"} or not all(
+        isinstance(v, list) and all(isinstance(i, str) for i in v) for v in raw.values()):
+        raise ValueError(f"{path}: splits: expected an object with lists 'train', 'val' and 'test' of case ids")
+    named = [i for part in ("train", "val", "test") for i in raw[part]]
+    if len(set(named)) != len(named):
+        raise ValueError(f"{path}: splits: expected each case in one list once, got duplicates")
+    unknown = sorted(set(named) - set(case_ids))
+    if unknown:
+        raise ValueError(f"{path}: splits: expected case ids of the labelset, got unknown {unknown[:5]}")
+    if not raw["train"]:
+        raise ValueError(f"{path}: splits.train: expected at least one case, got none")
+    return {part: sorted(raw[part]) for part in ("train", "val", "test")}
+
+
 def save_splits(splits: dict[str, list[str]], path: Path) -> None:
     path.write_text(json.dumps(splits, indent=2))
 

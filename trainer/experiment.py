@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -32,6 +32,7 @@ class MethodSpec(BaseModel):
 
     name: str  # shown in the table, e.g. "baseline", "gaussian", "superpixel"
     labelset: str  # labelset name on the service
+    dataset: Optional[str] = None  # another dataset with the same cases (the clean-truth oracle); default: train.dataset
     method: str = "superpixel"  # softening method, used when the labelset has to be created
     params: dict[str, Any] = Field(default_factory=dict)  # its parameters (e.g. sigma, n_segments)
     losses: list[str]
@@ -70,7 +71,8 @@ class ExperimentConfig(BaseModel):
         return self
 
     def run_config(self, method: MethodSpec, loss: str, seed: int) -> TrainConfig:
-        return TrainConfig(**self.train, labelset=method.labelset, loss=loss, seed=seed)
+        fields = {**self.train, "dataset": method.dataset} if method.dataset else self.train
+        return TrainConfig(**fields, labelset=method.labelset, loss=loss, seed=seed)
 
 
 def load_config(path: Path) -> ExperimentConfig:
@@ -82,8 +84,11 @@ def run_dir(cfg: ExperimentConfig, method: MethodSpec, loss: str, seed: int) -> 
     return cfg.out_dir / method.name / loss / f"seed{seed}"
 
 
-def run_experiment(cfg: ExperimentConfig, *, token: str | None = None, progress: bool = True, log=print) -> dict:
-    """Train and evaluate every (method, loss, seed); write ``results.json`` and ``table.md``."""
+def run_experiment(cfg: ExperimentConfig, *, token: str | None = None, progress: bool = True, jobs: int = 1, log=print) -> dict:
+    """Train and evaluate every (method, loss, seed); write ``results.json`` and ``table.md``.
+
+    ``jobs > 1`` trains that many runs at a time in separate processes (each run's result is
+    the same as in sequence: a run depends only on its config and seed)."""
     from .run import load_training_data, train_and_evaluate
 
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
@@ -98,8 +103,11 @@ def run_experiment(cfg: ExperimentConfig, *, token: str | None = None, progress:
         probe = cfg.run_config(cfg.methods[0], cfg.methods[0].losses[0], cfg.seeds[0])
         with SoftlabelClient(probe.api, token=token) as client:
             for method in {m.name: m for m in pending}.values():
-                ensure_labelset(client, probe.dataset, method.labelset, method=method.method, params=method.params,
+                dataset = cfg.run_config(method, method.losses[0], cfg.seeds[0]).dataset
+                ensure_labelset(client, dataset, method.labelset, method=method.method, params=method.params,
                                 timeout_s=cfg.wait_timeout_s, log=log)
+    if jobs > 1:
+        _train_in_parallel(cfg, jobs=jobs, token=token, log=log)
     results: dict[str, dict[str, dict[str, dict]]] = {}
     for method in cfg.methods:
         need_soft = any("kl" in loss for loss in method.losses)
@@ -121,6 +129,41 @@ def run_experiment(cfg: ExperimentConfig, *, token: str | None = None, progress:
     text = render_markdown(cfg, summary)
     (cfg.out_dir / "table.md").write_text(text)
     return {**summary, "markdown": text}
+
+
+def _train_one(cfg_json: str, method_name: str, loss: str, seed: int) -> float:
+    """One run in a worker process, from the cache the parent filled; returns its wall seconds."""
+    from .run import load_training_data, train_and_evaluate
+
+    cfg = ExperimentConfig.model_validate_json(cfg_json)
+    method = next(m for m in cfg.methods if m.name == method_name)
+    run_cfg = cfg.run_config(method, loss, seed).model_copy(update={"offline": True})
+    t0 = time.perf_counter()
+    data = load_training_data(run_cfg, need_soft=any("kl" in x for x in method.losses))
+    train_and_evaluate(run_cfg, run_dir(cfg, method, loss, seed), resume=True, progress=False, data=data)
+    return time.perf_counter() - t0
+
+
+def _train_in_parallel(cfg: ExperimentConfig, *, jobs: int, token: str | None, log) -> None:
+    """Every unfinished run, ``jobs`` at a time in spawned processes
+    (fork would copy the parent's torch threads). The parent fetches each labelset into the
+    cache first, so the workers read it offline."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from .run import load_training_data
+
+    runs = [(m, loss, seed) for m in cfg.methods for loss in m.losses for seed in cfg.seeds
+            if not (run_dir(cfg, m, loss, seed) / "eval" / "metrics.json").exists()]
+    for method in {m.name: m for m, _, _ in runs}.values():
+        load_training_data(cfg.run_config(method, method.losses[0], cfg.seeds[0]), token=token,
+                           need_soft=any("kl" in x for x in method.losses))
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_train_one, cfg.model_dump_json(), m.name, loss, seed): (m.name, loss, seed)
+                   for m, loss, seed in runs}
+        for n, future in enumerate(as_completed(futures), 1):
+            name, loss, seed = futures[future]
+            log(f"[{name} {loss} seed {seed}] done in {future.result():.0f} s ({n}/{len(runs)})")
 
 
 def table_rows(cfg: ExperimentConfig, results: dict) -> list[dict]:

@@ -10,10 +10,12 @@ from pathlib import Path
 from softlabel.service.client import ApiError, SoftlabelClient
 
 
-def upload_benchmark(client: SoftlabelClient, folder: Path, *, dataset_id: str, log: Callable[[str], None] = print) -> dict:
+def upload_benchmark(client: SoftlabelClient, folder: Path, *, dataset_id: str, labels_dir: str = "labelsTr",
+                     log: Callable[[str], None] = print) -> dict:  # fmt: skip
     """Create ``dataset_id`` from a ``make-benchmark`` folder's ``dataset.json`` (unless it
     exists) and upload the cases it does not have: ``imagesTr`` with the perturbed
-    ``labelsTr``. The clean truth (``labelsTr_clean``) stays local, for evaluation only."""
+    ``labelsTr``. The clean truth (``labelsTr_clean``) stays local, for evaluation, unless
+    ``labels_dir="labelsTr_clean"`` uploads it as the labels of an oracle dataset."""
     spec = json.loads((Path(folder) / "dataset.json").read_text())
     try:
         client.create_dataset(name=spec["name"], labels=spec["labels"], channel_names=spec["channel_names"], dataset_id=dataset_id)
@@ -22,7 +24,7 @@ def upload_benchmark(client: SoftlabelClient, folder: Path, *, dataset_id: str, 
         if exc.status != 409:
             raise
         log(f"dataset {dataset_id} exists; uploading the cases it lacks")
-    uploaded = client.upload_folder(dataset_id, folder)
+    uploaded = client.upload_folder(dataset_id, folder, labels_dir=labels_dir)
     log(f"uploaded {len(uploaded)} studies to {dataset_id}")
     return client.get_dataset(dataset_id)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .config import TrainConfig
 from .data_cache import DataCache, fetch_labelset
-from .datasets import load_case, split_cases
+from .datasets import load_case, read_splits, split_cases
 from .train import TrainingData
 
 
@@ -28,20 +28,24 @@ def load_training_data(cfg: TrainConfig, *, token: str | None = None, need_soft:
     names = {int(v): k for k, v in info.get("labels", {}).items()}
     ignore = sorted(int(c) for c in info.get("ignore_classes", []) if int(c) != 0)
     cases = {f.case_id: load_case(f, num_classes=num_classes) for f in files}
-    splits = split_cases(list(cases), seed=cfg.split_seed, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction)
+    if cfg.splits_file is not None:
+        splits = read_splits(cfg.splits_file, list(cases))
+    else:
+        splits = split_cases(list(cases), seed=cfg.split_seed, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction)
     return TrainingData(cases, splits, num_classes, names, ignore)
 
 
 def train_and_evaluate(cfg: TrainConfig, run_dir: Path, *, data: TrainingData, resume: bool = False,
                        progress: bool = True) -> dict:
-    """Train into ``run_dir`` and evaluate its best checkpoint on the test split (``run_dir/eval``)."""
+    """Train into ``run_dir`` and evaluate its ``cfg.eval_checkpoint`` (best or last) on the
+    test split (``run_dir/eval``)."""
     from .evaluate import evaluate_cases
     from .inference import load_checkpoint, resolve_device
     from .train import train
 
     train(cfg, data, run_dir, resume=resume, progress=progress)
     device = resolve_device(cfg.device)
-    model, meta = load_checkpoint(Path(run_dir) / "checkpoints" / "best.pt", device=device)
+    model, meta = load_checkpoint(Path(run_dir) / "checkpoints" / f"{cfg.eval_checkpoint}.pt", device=device)
     result = evaluate_cases(model, data.subset("test"), cfg=cfg, patch_size=meta["patch_size"], num_classes=data.num_classes,
                             class_names=data.class_names, ignore_classes=data.ignore_classes,
                             out_dir=Path(run_dir) / "eval", device=device)

@@ -94,3 +94,45 @@ def test_write_benchmark_layout(tmp_path):
 def test_write_benchmark_rejects_no_cases(tmp_path):
     with pytest.raises(ValueError, match="at least one case"):
         bd.write_benchmark(tmp_path, n_2d=0, n_3d=0)
+
+
+def test_offset_boundary_moves_one_boundary_by_distance():
+    labels = np.full((9, 9), 3, np.uint8)  # WM...
+    labels[3:6, 3:6] = 2  # ...around a GM core...
+    labels[0] = 1  # ...with a CSF edge
+    grown = bd.offset_boundary(labels, 2, 3, 1.0, 1.0)
+    expected = labels.copy()
+    expected[2:7, 3:6] = expected[3:6, 2:7] = 2  # one voxel further, 4-connected (distance <= 1 mm)
+    np.testing.assert_array_equal(grown, expected)
+    np.testing.assert_array_equal(bd.offset_boundary(labels, 2, 3, 2.0, 2.0), grown)  # distances are in mm
+    shrunk = bd.offset_boundary(labels, 2, 3, -1.0, 1.0)
+    assert (shrunk == 2).sum() == 1 and shrunk[4, 4] == 2  # WM takes GM's rim
+    assert (bd.offset_boundary(labels, 2, 3, 9.0, 1.0)[0] == 1).all()  # other classes keep their labels
+
+
+def test_block_levels_keep_a_gap_between_train_and_test(template):
+    train, test = bd.block_levels(template, block_mm=8.0, gap_mm=4.0)
+    assert len(train) and len(test) and not set(train) & set(test)
+    gaps = np.abs(train[:, None] - test[None, :]) * template.spacing_mm
+    assert gaps.min() > 4.0  # a whole gap of left-out levels lies between them
+
+
+def test_systematic_gm_offset_adds_disagreement(template):
+    base = bd.make_case(template, kind="2d", strength=0.0, crop_vox=None, rng=np.random.default_rng(4))
+    grown = bd.make_case(template, kind="2d", strength=0.0, crop_vox=None, rng=np.random.default_rng(4), gm_offset_mm=SPACING_MM)
+    np.testing.assert_array_equal(base.clean, grown.clean)
+    assert (grown.annotation == 2).sum() > (base.clean == 2).sum() and grown.info["disagreement_in_brain"] > 0
+    changed = grown.annotation != base.clean
+    assert (grown.annotation[changed] == 2).all() and (base.clean[changed] == 3).all()  # GM drawn over WM only
+
+
+def test_write_benchmark_with_a_held_out_test_block(tmp_path, template):
+    ds = bd.write_benchmark(tmp_path, strength=0.3, n_2d=3, n_3d=0, n_2d_test=2, seed=1, spacing_mm=SPACING_MM, gm_offset_mm=4.0)
+    splits = json.loads((tmp_path / "splits.json").read_text())
+    assert splits == {"train": ["mni2d_000", "mni2d_001", "mni2d_002"], "val": [], "test": ["mni2dtest_000", "mni2dtest_001"]}
+    train_levels, test_levels = bd.block_levels(template)
+    levels = {c: info["origin_vox"][2] for c, info in ds["softlabel_benchmark"]["cases"].items()}
+    assert all(levels[c] in train_levels for c in splits["train"]) and all(levels[c] in test_levels for c in splits["test"])
+    assert ds["softlabel_benchmark"]["gm_offset_mm"] == 4.0 and ds["softlabel_benchmark"]["split"] == {"block_mm": 8.0, "gap_mm": 4.0}
+    with pytest.raises(ValueError, match="n_2d_test: expected"):
+        bd.write_benchmark(tmp_path / "bad", n_2d=0, n_3d=1, n_2d_test=2, spacing_mm=SPACING_MM)

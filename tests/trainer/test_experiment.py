@@ -137,3 +137,18 @@ def test_tiny_experiment_end_to_end(tmp_path, monkeypatch):
     before = len(fake.requests)
     assert CliRunner().invoke(app, ["experiment", "--config", str(path)]).exit_code == 0
     assert len(fake.requests) == before
+    # Two runs at a time, in spawned processes reading the cache, give the same runs.
+    path.write_text(json.dumps({**config, "out_dir": str(tmp_path / "exp2")}))
+    res = CliRunner().invoke(app, ["experiment", "--config", str(path), "--jobs", "2"])
+    assert res.exit_code == 0, res.output
+    assert "(4/4)" in res.output
+    parallel = json.loads((tmp_path / "exp2" / "results.json").read_text())
+    for a, b in zip(summary["table"], parallel["table"]):
+        assert a["dice"]["mean"] == pytest.approx(b["dice"]["mean"], abs=1e-6)
+
+
+def test_a_method_may_train_on_another_dataset(tmp_path):
+    oracle = {"name": "oracle", "labelset": "hard", "method": "hard", "dataset": "d1-clean", "losses": ["ce+dice"]}
+    cfg = _cfg(tmp_path, methods=[*METHODS, oracle])
+    assert cfg.run_config(cfg.methods[2], "ce+dice", 0).dataset == "d1-clean"
+    assert cfg.run_config(cfg.methods[0], "ce+dice", 0).dataset == "d1"
