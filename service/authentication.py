@@ -44,7 +44,7 @@ def unauthorized(detail: str) -> ApiError:
 def token_for_secret(settings: Settings, connection: redis.Redis, secret: str) -> TokenRecord:
     """The token a secret names: 401 when unknown or revoked (the API and the UI's sign-in)."""
     admin = settings.admin_token.get_secret_value() if settings.admin_token else None
-    record = tokens.env_admin(admin, secret) or tokens.lookup(connection, secret)
+    record = tokens.env_admin(admin, secret) or tokens.token_store(connection, settings.data_dir).lookup(secret)
     if record is None:
         raise unauthorized("expected a valid API token, got an unknown one")
     if record.revoked_at:
@@ -62,7 +62,7 @@ def signed_in_session(
     if session is None:
         return None
     admin = settings.admin_token.get_secret_value() if settings.admin_token else None
-    token = sessions.token_of(connection, session, admin_token=admin)
+    token = sessions.token_of(tokens.token_store(connection, settings.data_dir), session, admin_token=admin)
     return None if token is None else (session_id, session, token)
 
 

@@ -21,15 +21,18 @@ from softlabel.worker.engine.config import METHOD_PARAMS, SofteningConfig
 
 from .. import datasets as ds
 from .. import labelsets as ls
-from .. import layout, sessions, tokens
+from .. import layout, sessions
 from .. import studies as st
-from ..api.deps import CaseId, DatasetDep, LabelsetName, QueueDep, RedisDep, SettingsDep, StorageDep, token_for_secret
+from ..api.deps import (
+    CaseId, DatasetDep, LabelsetName, QueueDep, RedisDep, SettingsDep, StorageDep, TokensDep, token_for_secret,
+)
 from ..api.routes import datasets as dataset_routes
 from ..api.routes import studies as study_routes
 from ..api.routes import tokens as token_routes
 from ..errors import ApiError
 from ..layout import JOB_ID_PATTERN
 from ..schemas import DatasetCreate, LabelsetCreate, StudyPublic, TokenCreate
+from ..tokens import TokenStore
 from .auth import Admin, AdminAction, MaybeUser, Reader, SignedIn, UiUser, Writer
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -333,26 +336,26 @@ def viewer_page(
 # --- tokens (admin) -------------------------------------------------------------------------
 
 
-def _tokens_page(request: Request, user: UiUser, connection: RedisDep, **extra: Any) -> HTMLResponse:
-    return render(request, "tokens.html", user, tokens=tokens.list_tokens(connection), **extra)
+def _tokens_page(request: Request, user: UiUser, store: TokenStore, **extra: Any) -> HTMLResponse:
+    return render(request, "tokens.html", user, tokens=store.list_tokens(), **extra)
 
 
 @router.get("/tokens")
-def tokens_page(request: Request, user: Admin, connection: RedisDep) -> HTMLResponse:
-    return _tokens_page(request, user, connection)
+def tokens_page(request: Request, user: Admin, store: TokensDep) -> HTMLResponse:
+    return _tokens_page(request, user, store)
 
 
 @router.post("/tokens")
 def mint_token(
-    request: Request, user: AdminAction, connection: RedisDep, name: Annotated[str, Form()],
+    request: Request, user: AdminAction, store: TokensDep, name: Annotated[str, Form()],
     scope: Annotated[str, Form()],
 ) -> HTMLResponse:  # fmt: skip
     """Mint a token; this answer is the only place its secret ever appears."""
-    minted = token_routes.create_token(validated(TokenCreate, name=name.strip(), scopes=[scope]), connection)
-    return _tokens_page(request, user, connection, minted=minted)
+    minted = token_routes.create_token(validated(TokenCreate, name=name.strip(), scopes=[scope]), store)
+    return _tokens_page(request, user, store, minted=minted)
 
 
 @router.post("/tokens/{token_id}/revoke")
-def revoke_token(_: AdminAction, token_id: Annotated[str, PathParam(pattern=r"^[0-9a-f]{16}$")], connection: RedisDep) -> Response:
-    token_routes.revoke_token(token_id, connection)
+def revoke_token(_: AdminAction, token_id: Annotated[str, PathParam(pattern=r"^[0-9a-f]{16}$")], store: TokensDep) -> Response:
+    token_routes.revoke_token(token_id, store)
     return see_other("/ui/tokens")
