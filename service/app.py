@@ -21,7 +21,7 @@ from .errors import install_error_handlers
 from .limits import BodySizeLimit, body_limit
 from .metrics import install_metrics
 from .settings import Settings, get_settings
-from .ui import install_ui
+from .ui import install_ui, refused_form
 
 DESCRIPTION = """Superpixel-guided soft labels for medical image segmentation.
 
@@ -47,7 +47,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.dependency_overrides[get_settings] = current
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, limit_for=lambda scope: body_limit(scope, current()))
-    app.add_middleware(AuthenticateFirst, settings=current, redis_for=redis_for)  # outside the body limit: 401 first
+    app.add_middleware(
+        AuthenticateFirst, settings=current, redis_for=redis_for, ui_refusal=refused_form
+    )  # outside the body limit: 401 first
     app.include_router(health.router)
     app.include_router(api_router)
     install_ui(app)  # the web UI under /ui/ (docs/ui.md)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import redis
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -44,7 +44,7 @@ def unauthorized(detail: str) -> ApiError:
 def token_for_secret(settings: Settings, connection: redis.Redis, secret: str) -> TokenRecord:
     """The token a secret names: 401 when unknown or revoked (the API and the UI's sign-in)."""
     admin = settings.admin_token.get_secret_value() if settings.admin_token else None
-    record = tokens.env_admin(admin, secret) or tokens.lookup(connection, secret)
+    record = tokens.env_admin(admin, secret) or tokens.token_store(connection, settings.data_dir).lookup(secret)
     if record is None:
         raise unauthorized("expected a valid API token, got an unknown one")
     if record.revoked_at:
@@ -62,7 +62,7 @@ def signed_in_session(
     if session is None:
         return None
     admin = settings.admin_token.get_secret_value() if settings.admin_token else None
-    token = sessions.token_of(connection, session, admin_token=admin)
+    token = sessions.token_of(tokens.token_store(connection, settings.data_dir), session, admin_token=admin)
     return None if token is None else (session_id, session, token)
 
 
@@ -82,10 +82,16 @@ def authenticate(request: Request, settings: Settings, connection: redis.Redis) 
 class AuthenticateFirst:
     """Answer 401 to protected requests without a valid token before the app sees them."""
 
-    def __init__(self, app: ASGIApp, *, settings: Callable[[], Settings], redis_for: Callable[[str], redis.Redis]) -> None:
+    def __init__(
+        self, app: ASGIApp, *, settings: Callable[[], Settings], redis_for: Callable[[str], redis.Redis],
+        ui_refusal: Callable[[Request, ApiError], Response] | None = None,
+    ) -> None:  # fmt: skip
+        """``ui_refusal``: the answer to a UI form without a session (the UI's error page);
+        JSON when None."""
         self.app = app
         self.settings = settings
         self.redis_for = redis_for
+        self.ui_refusal = ui_refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"] if scope["type"] == "http" else ""
@@ -104,7 +110,10 @@ class AuthenticateFirst:
                 if found is None:
                     raise ApiError(401, "session: expected a signed-in session, got none (sign in at /ui/login)", field="session")
         except ApiError as exc:
-            await JSONResponse(exc.body, status_code=exc.status_code, headers=exc.headers)(scope, receive, send)
+            if ui_form and self.ui_refusal is not None:
+                await self.ui_refusal(Request(scope), exc)(scope, receive, send)
+            else:
+                await JSONResponse(exc.body, status_code=exc.status_code, headers=exc.headers)(scope, receive, send)
             return
         except redis.RedisError as exc:
             body = {"detail": f"the token store (Redis) is unreachable: {exc}"}

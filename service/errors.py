@@ -16,6 +16,7 @@ import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from softlabel.worker.engine.errors import InputError
@@ -53,6 +54,14 @@ class ApiError(StarletteHTTPException):
         status = 413 if exc.field == VOXEL_COUNT_FIELD else 422
         got = _strip_paths(exc.got, hide)
         return cls(status, _strip_paths(str(exc), hide), field=exc.field, file=info["file"], expected=exc.expected, got=got)
+
+    @classmethod
+    def from_validation_error(cls, exc: ValidationError, *, field_prefix: str = "") -> "ApiError":
+        """422 naming the first invalid field, under ``field_prefix`` (e.g. ``params``) when given."""
+        first = exc.errors()[0]
+        parts = [str(p) for p in first["loc"]]
+        field = ".".join([field_prefix, *parts]) if field_prefix else ".".join(parts) or "request"
+        return cls(422, f"{field}: {first['msg']}", field=field)
 
 
 def _strip_paths(text: str, folder: Path | None) -> str:

@@ -164,10 +164,21 @@ def study_states(storage: Storage, connection: redis.Redis, labelset: Labelset, 
     ]
 
 
+def all_states(storage: Storage, connection: redis.Redis, labelset: Labelset) -> list[StudyState]:
+    """Every study's state: one listing of the results, one Redis round trip."""
+    return study_states(storage, connection, labelset, case_ids(storage, labelset.dataset_id))
+
+
 def to_public(
     storage: Storage, connection: redis.Redis, labelset: Labelset, *, enqueued: int | None = None, reused: int | None = None
 ) -> LabelsetPublic:
-    states = study_states(storage, connection, labelset, case_ids(storage, labelset.dataset_id))
+    return public_of(labelset, all_states(storage, connection, labelset), enqueued=enqueued, reused=reused)
+
+
+def public_of(
+    labelset: Labelset, states: list[StudyState], *, enqueued: int | None = None, reused: int | None = None
+) -> LabelsetPublic:
+    """The labelset with the counts of ``states`` (every study's, from :func:`all_states`)."""
     tally = Counter(state.status for state in states)
     return LabelsetPublic(
         dataset_id=labelset.dataset_id, name=labelset.name, method=labelset.config.method, params=labelset.params,
@@ -234,9 +245,7 @@ def create_labelset(
     try:
         config = body.config()
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = "params." + ".".join(str(p) for p in first["loc"])
-        raise ApiError(422, f"{field}: {first['msg']}", field=field) from None
+        raise ApiError.from_validation_error(exc, field_prefix="params") from None
     except ValueError as exc:
         raise ApiError(422, str(exc), field="params") from None
     with dataset_lock(queue.connection, dataset.id):
@@ -255,13 +264,29 @@ def create_labelset(
     return to_public(storage, queue.connection, labelset, enqueued=len(ids), reused=reused)
 
 
+def is_settled(counts: LabelsetCounts) -> bool:
+    """No study queued or running: the counts change only when someone acts (retry, upload)."""
+    return counts.queued == 0 and counts.running == 0
+
+
 def studies_page(
     storage: Storage, connection: redis.Redis, labelset: Labelset, *, page_size: int, page_token: str | None
 ) -> LabelsetStudiesPublic:
     """One page of the labelset's studies: status, job id, attempts, progress and error."""
     cases, next_token = page_of_cases(case_ids(storage, labelset.dataset_id), page_size=page_size, page_token=page_token)
+    return LabelsetStudiesPublic(data=_rows(study_states(storage, connection, labelset, cases)), next_page_token=next_token)
+
+
+def page_of_states(states: list[StudyState], *, page_size: int, page_token: str | None) -> LabelsetStudiesPublic:
+    """:func:`studies_page` from every study's states, already fetched (:func:`all_states`)."""
+    cases, next_token = page_of_cases([s.case_id for s in states], page_size=page_size, page_token=page_token)
+    on_page = set(cases)
+    return LabelsetStudiesPublic(data=_rows([s for s in states if s.case_id in on_page]), next_page_token=next_token)
+
+
+def _rows(states: list[StudyState]) -> list[LabelsetStudyPublic]:
     data = []
-    for s in study_states(storage, connection, labelset, cases):
+    for s in states:
         public = jobs.to_public(s.job) if s.job is not None else None
         data.append(
             LabelsetStudyPublic(
@@ -271,7 +296,7 @@ def studies_page(
                 error=public.error if public and s.status == "failed" else None,
             )  # fmt: skip
         )
-    return LabelsetStudiesPublic(data=data, next_page_token=next_token)
+    return data
 
 
 def job_or_404(connection: redis.Redis, job_id: str) -> Job:

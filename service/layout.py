@@ -1,7 +1,8 @@
-"""The data directory's layout: storage keys of datasets, studies and labelsets.
+"""The data directory's layout: storage keys of the token file, datasets, studies and labelsets.
 
 ::
 
+    tokens.json                                     minted API tokens: records and sha256 hashes (service.tokens)
     datasets/<dataset>/dataset.json                 nnU-Net v2 dataset.json (+ a "softlabel" section)
     datasets/<dataset>/imagesTr/<case>_0000.nii.gz  one file per channel
     datasets/<dataset>/labelsTr/<case>.nii.gz       hard label
@@ -33,6 +34,7 @@ def is_valid_id(value: str) -> bool:
     return bool(_ID_RE.fullmatch(value))
 
 
+TOKENS = "tokens.json"
 DATASETS = "datasets"
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import redis
 
 from . import tokens
-from .tokens import ENV_ADMIN_ID, TokenRecord
+from .tokens import ENV_ADMIN_ID, TokenRecord, TokenStore
 
 COOKIE = "softlabel_session"
 CSRF_FIELD = "csrf_token"  # form field of every state-changing form
@@ -64,12 +64,12 @@ def end(connection: redis.Redis, session_id: str | None) -> None:
         connection.delete(_key(session_id))
 
 
-def token_of(connection: redis.Redis, session: Session, *, admin_token: str | None) -> TokenRecord | None:
+def token_of(store: TokenStore, session: Session, *, admin_token: str | None) -> TokenRecord | None:
     """The session's token as it is now: None once revoked (or, for the configured admin
     token, once the service no longer has one)."""
     if session.token_id == ENV_ADMIN_ID:
         return tokens.env_admin(admin_token, admin_token) if admin_token else None
-    record = tokens.get(connection, session.token_id)
+    record = store.get(session.token_id)
     return None if record is None or record.revoked_at else record
 
 

@@ -24,7 +24,7 @@ from ..errors import ApiError
 from ..layout import ID_PATTERN
 from ..settings import Settings, get_settings
 from ..storage import LocalStorage, Storage
-from ..tokens import Scope, TokenRecord
+from ..tokens import Scope, TokenRecord, TokenStore, token_store
 
 REDIS_CONNECT_TIMEOUT_S = 5  # seconds to open a connection (readiness fails fast)
 REDIS_SOCKET_TIMEOUT_S = 30  # seconds one Redis command may take
@@ -62,6 +62,13 @@ def get_job_queue(connection: RedisDep, settings: SettingsDep) -> Queue:
 
 
 QueueDep = Annotated[Queue, Depends(get_job_queue)]
+
+
+def get_tokens(connection: RedisDep, settings: SettingsDep) -> TokenStore:
+    return token_store(connection, settings.data_dir)
+
+
+TokensDep = Annotated[TokenStore, Depends(get_tokens)]
 
 bearer = HTTPBearer(auto_error=False, description="an API token: `Authorization: Bearer <token>`")
 

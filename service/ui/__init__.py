@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,6 +22,7 @@ from softlabel.worker.engine.errors import InputError
 
 from ..errors import ApiError
 from .auth import SignInRequired
+from .messages import error_message
 from .pages import TEMPLATES, router
 
 PREFIX = "/ui"
@@ -62,25 +63,34 @@ class SecurityHeaders:
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
+def _as_page(request: Request, response: Response) -> Response:
+    """A JSON error answer to a UI path as the HTML error page, with a plain sentence where one
+    fits (JSON still for the UI's scripts, which ask for it, and for the API)."""
+    wants_json = "application/json" in request.headers.get("accept", "")
+    if not request.url.path.startswith(PREFIX + "/") or wants_json:
+        return response
+    body = json.loads(bytes(response.body))
+    context = {"status": response.status_code, "error": body, "message": error_message(response.status_code, body)}
+    page = TEMPLATES.TemplateResponse(request, "error.html", context | {"user": None}, status_code=response.status_code)
+    for name in ("www-authenticate",):
+        if name in response.headers:
+            page.headers[name] = response.headers[name]
+    return page
+
+
 def _html_errors(api_handler: Handler) -> Handler:
-    """Errors on UI paths as an HTML page (JSON still for the UI's scripts and the API)."""
+    """Errors on UI paths as an HTML page (:func:`_as_page`)."""
 
     async def handle(request: Request, exc: Exception) -> Response:
-        response = await api_handler(request, exc)
-        wants_json = "application/json" in request.headers.get("accept", "")
-        if not request.url.path.startswith(PREFIX + "/") or wants_json:
-            return response
-        body = json.loads(bytes(response.body))
-        page = TEMPLATES.TemplateResponse(
-            request, "error.html", {"status": response.status_code, "error": body, "user": None},
-            status_code=response.status_code,
-        )  # fmt: skip
-        for name in ("www-authenticate",):
-            if name in response.headers:
-                page.headers[name] = response.headers[name]
-        return page
+        return _as_page(request, await api_handler(request, exc))
 
     return handle
+
+
+def refused_form(request: Request, exc: ApiError) -> Response:
+    """``AuthenticateFirst``'s answer to a UI form sent without a session (signed out in another
+    tab, the session ended): the error page, which tells the user to sign in again."""
+    return _as_page(request, JSONResponse(exc.body, status_code=exc.status_code, headers=exc.headers))
 
 
 async def _sign_in(request: Request, _: Exception) -> Response:

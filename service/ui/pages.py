@@ -21,15 +21,19 @@ from softlabel.worker.engine.config import METHOD_PARAMS, SofteningConfig
 
 from .. import datasets as ds
 from .. import labelsets as ls
-from .. import layout, sessions, tokens
+from .. import layout, sessions
 from .. import studies as st
-from ..api.deps import CaseId, DatasetDep, LabelsetName, QueueDep, RedisDep, SettingsDep, StorageDep, token_for_secret
+from ..api.deps import (
+    CaseId, DatasetDep, LabelsetName, QueueDep, RedisDep, SettingsDep, StorageDep, TokensDep, token_for_secret,
+)
 from ..api.routes import datasets as dataset_routes
 from ..api.routes import studies as study_routes
 from ..api.routes import tokens as token_routes
 from ..errors import ApiError
 from ..layout import JOB_ID_PATTERN
 from ..schemas import DatasetCreate, LabelsetCreate, StudyPublic, TokenCreate
+from ..tokens import TokenStore
+from . import messages
 from .auth import Admin, AdminAction, MaybeUser, Reader, SignedIn, UiUser, Writer
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -37,6 +41,7 @@ LOGIN_CSRF_COOKIE = "softlabel_login_csrf"  # double-submit secret of the sign-i
 STUDIES_PER_PAGE = 25  # studies per page on the dataset page
 LABELSET_ROWS_PER_PAGE = 50  # studies per page on the labelset page
 POLL_S = 1  # seconds between the labelset page's live updates
+STOP_POLLING = 286  # htmx swaps this answer in, then stops polling
 FORM_FIELDS = {method: (*params, "dtype") for method, params in METHOD_PARAMS.items()}  # a method's form fields
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -56,15 +61,13 @@ def see_other(url: str) -> RedirectResponse:
 
 
 def validated(model: type[BaseModel], *, parse_text: bool = False, field_prefix: str = "", **data: Any) -> Any:
-    """``model(**data)``, with a validation error as the API's 422 naming the field (after
+    """``model(**data)``, with a validation error as the API's 422 naming the field (under
     ``field_prefix``); ``parse_text``: form text is parsed by the field types even where the
     model is strict."""
     try:
         return model.model_validate(data, strict=False) if parse_text else model(**data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = field_prefix + (".".join(str(p) for p in first["loc"]) or "request")
-        raise ApiError(422, f"{field}: {first['msg']}", field=field) from None
+        raise ApiError.from_validation_error(exc, field_prefix=field_prefix) from None
 
 
 def _names(text: str) -> list[str]:
@@ -106,8 +109,19 @@ def _safe_next(target: str | None) -> str:
 
 @router.get("/login")
 def login_page(request: Request, user: MaybeUser, next: str | None = None, error: str | None = None) -> HTMLResponse:
+    """The sign-in form; ``error`` is a code of :data:`messages.SIGN_IN` (other values show nothing)."""
+    return _sign_in_form(request, user, next=next, error=error)
+
+
+def _sign_in_form(
+    request: Request, user: UiUser | None, *, next: str | None, error: str | None, status_code: int = 200
+) -> HTMLResponse:
+    """The sign-in page with a fresh form secret (its cookie set on the answer)."""
     csrf = sessions.new_secret()
-    response = render(request, "login.html", None, next=_safe_next(next), login_csrf=csrf, error=error, signed_in=user)
+    response = render(
+        request, "login.html", None, status_code=status_code, next=_safe_next(next), login_csrf=csrf,
+        error=messages.sign_in_message(error), signed_in=user,
+    )  # fmt: skip
     response.set_cookie(
         LOGIN_CSRF_COOKIE, csrf, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/ui/login"
     )
@@ -123,14 +137,16 @@ def login(
     csrf_token: Annotated[str | None, Form()] = None,
     next: Annotated[str | None, Form()] = None,
 ) -> Response:
-    """Exchange a pasted API token for a session; the token itself is not kept anywhere."""
+    """Exchange a pasted API token for a session; the token itself is not kept anywhere.
+
+    A form whose secret is not the sign-in cookie's (another sign-in page opened since, or a
+    forged post) gets the form again, 403, and signs nobody in."""
     if not sessions.same_secret(request.cookies.get(LOGIN_CSRF_COOKIE), csrf_token):
-        raise ApiError(403, f"{sessions.CSRF_FIELD}: expected the sign-in form's CSRF token, got none or another",
-                       field=sessions.CSRF_FIELD)  # fmt: skip
+        return _sign_in_form(request, None, next=next, error="stale-form", status_code=403)
     try:
         record = token_for_secret(settings, connection, token.strip())
-    except ApiError as exc:
-        return see_other(f"/ui/login?error={quote(exc.body['detail'])}&next={quote(_safe_next(next))}")
+    except ApiError:
+        return see_other(f"/ui/login?error=bad-token&next={quote(_safe_next(next))}")
     response = see_other(_safe_next(next))
     response.set_cookie(
         sessions.COOKIE, sessions.create(connection, record), max_age=sessions.SESSION_TTL_S, httponly=True,
@@ -243,7 +259,7 @@ async def create_labelset(
         text["normalize"] = form.get("normalize") == "on"
     # A form sends text: parse it by the configuration's field types (the configuration itself is
     # strict, so the API refuses "2000" for a count), with its ranges and messages.
-    typed = validated(SofteningConfig, **{"method": method, **text}, parse_text=True, field_prefix="params.")
+    typed = validated(SofteningConfig, **{"method": method, **text}, parse_text=True, field_prefix="params")
     params = {field: getattr(typed, field) for field in text}
     body = validated(LabelsetCreate, name=str(form.get("name", "")).strip(), method=method, params=params)
     # In a thread: it waits for the dataset lock, lists folders, copies reused results and
@@ -261,13 +277,18 @@ def labelset_page(
     request: Request, user: Reader, dataset: DatasetDep, name: LabelsetName, storage: StorageDep, connection: RedisDep,
     page_token: Annotated[str | None, Query()] = None,
 ) -> HTMLResponse:  # fmt: skip
-    """The labelset page; ``/live`` is its counts and study table alone, which htmx polls."""
+    """The labelset page; ``/live`` is its counts and study table alone, which htmx polls until
+    no study is queued or running (then it answers 286, htmx's "stop polling")."""
     labelset = ls.get_labelset(storage, dataset.id, name)
-    rows = ls.studies_page(storage, connection, labelset, page_size=LABELSET_ROWS_PER_PAGE, page_token=page_token)
-    template = "_labelset_live.html" if request.url.path.endswith("/live") else "labelset.html"
+    states = ls.all_states(storage, connection, labelset)  # once per poll: the counts and the page come from it
+    public = ls.public_of(labelset, states)
+    rows = ls.page_of_states(states, page_size=LABELSET_ROWS_PER_PAGE, page_token=page_token)
+    settled = ls.is_settled(public.counts)
+    live = request.url.path.endswith("/live")
     return render(
-        request, template, user, dataset=ds.to_public(storage, dataset), labelset=ls.to_public(storage, connection, labelset),
-        rows=rows, page_token=page_token, has_superpixels=labelset.config.method == "superpixel",
+        request, "_labelset_live.html" if live else "labelset.html", user,
+        status_code=STOP_POLLING if live and settled else 200, dataset=dataset, labelset=public, rows=rows,
+        page_token=page_token, has_superpixels=labelset.config.method == "superpixel", poll=not settled,
     )  # fmt: skip
 
 
@@ -333,26 +354,26 @@ def viewer_page(
 # --- tokens (admin) -------------------------------------------------------------------------
 
 
-def _tokens_page(request: Request, user: UiUser, connection: RedisDep, **extra: Any) -> HTMLResponse:
-    return render(request, "tokens.html", user, tokens=tokens.list_tokens(connection), **extra)
+def _tokens_page(request: Request, user: UiUser, store: TokenStore, **extra: Any) -> HTMLResponse:
+    return render(request, "tokens.html", user, tokens=store.list_tokens(), **extra)
 
 
 @router.get("/tokens")
-def tokens_page(request: Request, user: Admin, connection: RedisDep) -> HTMLResponse:
-    return _tokens_page(request, user, connection)
+def tokens_page(request: Request, user: Admin, store: TokensDep) -> HTMLResponse:
+    return _tokens_page(request, user, store)
 
 
 @router.post("/tokens")
 def mint_token(
-    request: Request, user: AdminAction, connection: RedisDep, name: Annotated[str, Form()],
+    request: Request, user: AdminAction, store: TokensDep, name: Annotated[str, Form()],
     scope: Annotated[str, Form()],
 ) -> HTMLResponse:  # fmt: skip
     """Mint a token; this answer is the only place its secret ever appears."""
-    minted = token_routes.create_token(validated(TokenCreate, name=name.strip(), scopes=[scope]), connection)
-    return _tokens_page(request, user, connection, minted=minted)
+    minted = token_routes.create_token(validated(TokenCreate, name=name.strip(), scopes=[scope]), store)
+    return _tokens_page(request, user, store, minted=minted)
 
 
 @router.post("/tokens/{token_id}/revoke")
-def revoke_token(_: AdminAction, token_id: Annotated[str, PathParam(pattern=r"^[0-9a-f]{16}$")], connection: RedisDep) -> Response:
-    token_routes.revoke_token(token_id, connection)
+def revoke_token(_: AdminAction, token_id: Annotated[str, PathParam(pattern=r"^[0-9a-f]{16}$")], store: TokensDep) -> Response:
+    token_routes.revoke_token(token_id, store)
     return see_other("/ui/tokens")

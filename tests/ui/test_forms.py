@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from helpers.service import ADMIN, dataset_body, nnunet_folder
+from helpers.ui_forms import form_secret, mint, sign_in
 from softlabel.service import sessions
 from softlabel.service.app import create_app
 from softlabel.service.settings import Settings
@@ -36,25 +37,6 @@ FORMS: dict[str, tuple[str, dict[str, str], dict[str, Any] | None]] = {
 }
 PATH_PARAMS = {"dataset_id": "d1", "name": "sp", "job_id": JOB, "token_id": TOKEN_ID}
 SESSION_FORMS = {"/ui/login", "/ui/logout"}  # tested on their own below
-
-
-def form_secret(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, "the page has no CSRF field"
-    return found.group(1)
-
-
-def sign_in(client: Any, token: str) -> str:
-    """Sign in through the form; returns the session's CSRF secret."""
-    secret = form_secret(client.get("/ui/login").text)
-    answer = client.post("/ui/login", data={"token": token, "csrf_token": secret}, follow_redirects=False)
-    assert answer.status_code == 303 and answer.headers["location"] == "/ui/datasets", answer.text
-    return form_secret(client.get("/ui/datasets").text)
-
-
-def mint(client: Any, scope: str) -> str:
-    answer = client.post("/v1/tokens", json={"name": scope, "scopes": [scope]}, headers={"Authorization": f"Bearer {ADMIN}"})
-    return answer.json()["token"]
 
 
 def test_the_table_names_every_form() -> None:
@@ -113,9 +95,11 @@ def test_importing_a_zip_from_the_page(client: Any, tmp_path: Path) -> None:
 
 
 def test_sign_in_refuses_a_missing_csrf_token_and_a_bad_token(client: Any) -> None:
-    secret = form_secret(client.get("/ui/login").text)
+    client.get("/ui/login")
     assert client.post("/ui/login", data={"token": ADMIN}).status_code == 403
-    assert client.post("/ui/login", data={"token": ADMIN, "csrf_token": "forged"}).status_code == 403
+    refused = client.post("/ui/login", data={"token": ADMIN, "csrf_token": "forged"})
+    assert refused.status_code == 403 and sessions.COOKIE not in client.cookies
+    secret = form_secret(refused.text)  # a refused sign-in answers with the form again, under a new secret
     answer = client.post("/ui/login", data={"token": "sl_nope", "csrf_token": secret}, follow_redirects=False)
     assert answer.status_code == 303 and "error=" in answer.headers["location"]
     assert sessions.COOKIE not in client.cookies

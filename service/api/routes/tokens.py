@@ -8,31 +8,30 @@ from typing import Annotated
 from fastapi import APIRouter
 from fastapi import Path as PathParam
 
-from ... import tokens
 from ...errors import not_found
 from ...schemas import TokenCreate, TokenCreated, TokenPublic, TokensPublic
-from ..deps import AdminScope, RedisDep
+from ..deps import AdminScope, TokensDep
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], dependencies=[AdminScope])
 
 
 @router.post("", response_model=TokenCreated, status_code=201)
-def create_token(body: TokenCreate, connection: RedisDep) -> TokenCreated:
+def create_token(body: TokenCreate, store: TokensDep) -> TokenCreated:
     """A new token; the response holds its secret, which is not stored and not shown again."""
-    secret, record = tokens.mint(connection, name=body.name, scopes=list(body.scopes))
+    secret, record = store.mint(name=body.name, scopes=list(body.scopes))
     return TokenCreated(**asdict(record), token=secret)
 
 
 @router.get("", response_model=TokensPublic)
-def list_tokens(connection: RedisDep) -> TokensPublic:
-    data = [TokenPublic(**asdict(record)) for record in tokens.list_tokens(connection)]
+def list_tokens(store: TokensDep) -> TokensPublic:
+    data = [TokenPublic(**asdict(record)) for record in store.list_tokens()]
     return TokensPublic(data=data, count=len(data))
 
 
 @router.delete("/{token_id}", response_model=TokenPublic)
-def revoke_token(token_id: Annotated[str, PathParam(pattern=r"^[0-9a-f]{16}$")], connection: RedisDep) -> TokenPublic:
+def revoke_token(token_id: Annotated[str, PathParam(pattern=r"^[0-9a-f]{16}$")], store: TokensDep) -> TokenPublic:
     """Revoke a token: requests with it get 401 from now on."""
-    record = tokens.revoke(connection, token_id)
+    record = store.revoke(token_id)
     if record is None:
         raise not_found("token", token_id)
     return TokenPublic(**asdict(record))
