@@ -29,11 +29,11 @@ def plot_curves(history: Sequence[dict], path: Path) -> None:
     val = [(h["epoch"], h["val_dice"]) for h in history if h.get("val_dice") is not None]
     if val:
         ax_val.plot(*zip(*val), "o-", label="val Dice (annotations)")
-    ax_val.set(xlabel="epoch", ylabel="mean Dice", title="validation")
+        ax_val.legend(loc="lower right")
+    ax_val.set(xlabel="epoch", ylabel="mean Dice", title="validation" if val else "no validation cases")
     ax_lr = ax_val.twinx()
     ax_lr.plot(epochs, [h["lr"] for h in history], "k--", alpha=0.4, label="lr")
     ax_lr.set_ylabel("learning rate")
-    ax_val.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
