@@ -156,8 +156,15 @@ def test_deep_supervision_targets_are_average_pooled_soft_labels(pipeline):
         assert tuple(capture[f"output_shape_{s}"]) == low.shape
 
 
+def _iteration_losses(fold) -> list[float]:
+    """The training losses of every epoch, from the trainer's one line per epoch."""
+    lines = [json.loads(line) for line in (fold / "softlabel_losses.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == list(range(len(lines)))
+    return [loss for line in lines for loss in line["iteration_losses"]]
+
+
 def test_loss_decreases(pipeline):
-    losses = json.loads((_fold(pipeline) / "softlabel_losses.json").read_text())["iteration_losses"]
+    losses = _iteration_losses(_fold(pipeline))
     assert len(losses) == 12
     assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:4]), losses
 
@@ -201,6 +208,6 @@ def test_softlabel_nnunet_train_command_with_wce(pipeline):
           "--beta", "0.5", "--epochs", "1", "--iterations", "2", "--val-iterations", "1", "--no-val"],
          {**pipeline["env"], "nnUNet_n_proc_DA": "0"}, pipeline["timings"], "softlabel nnunet train (CLI, 2 iterations)")
     assert json.loads((fold / "softlabel.json").read_text())["loss"] == "kl+wce+dice"
-    losses = json.loads((fold / "softlabel_losses.json").read_text())["iteration_losses"]
+    losses = _iteration_losses(fold)
     assert len(losses) == 2 and all(np.isfinite(losses))
     assert (fold / "checkpoint_final.pth").exists() and not (fold / "validation").exists()

@@ -38,6 +38,7 @@ from . import SOFT_SUFFIX
 from .transforms import unpack_targets, with_soft_targets
 
 STOCK_TRAINER = "nnUNetTrainer"  # what checkpoints name: same network, same inference
+LOSSES_FILE = "softlabel_losses.jsonl"  # per epoch, in the fold's folder: {"epoch": e, "iteration_losses": [...]}
 
 
 class SoftLabelTrainConfig(BaseModel):
@@ -128,7 +129,7 @@ class nnUNetTrainerSoftLabel(nnUNetTrainer):
                  device: torch.device = torch.device("cuda")) -> None:  # nnU-Net's signature: it rebuilds trainers from it
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.softlabel_config = SoftLabelTrainConfig()
-        self.iteration_losses: list[float] = []
+        self.iteration_losses: list[float] = []  # this epoch's, appended to LOSSES_FILE at its end
 
     def configure(self, config: SoftLabelTrainConfig) -> None:
         """Set the options (before training starts)."""
@@ -216,8 +217,10 @@ class nnUNetTrainerSoftLabel(nnUNetTrainer):
 
     def on_train_epoch_end(self, train_outputs) -> None:
         super().on_train_epoch_end(train_outputs)
-        if self.local_rank == 0:
-            (Path(self.output_folder) / "softlabel_losses.json").write_text(json.dumps({"iteration_losses": self.iteration_losses}))
+        if self.local_rank == 0:  # one line per epoch: a continued run (--c) appends, and a long run costs O(1) per epoch
+            with open(Path(self.output_folder) / LOSSES_FILE, "a") as out:
+                out.write(json.dumps({"epoch": self.current_epoch, "iteration_losses": self.iteration_losses}) + "\n")
+        self.iteration_losses = []
 
     # -- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self, filename: str) -> None:
