@@ -17,8 +17,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from softlabel.worker.engine.errors import InputError
+
+from .schemas import METHOD_TAG
 
 VOXEL_COUNT_FIELD = "voxel count"  # InputError field of the header bomb guard: 413, not 422
 
@@ -69,8 +72,10 @@ def conflict(detail: str, *, field: str) -> ApiError:
     return ApiError(409, detail, field=field)
 
 
-def _location(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+def field_name(loc: tuple[Any, ...]) -> str:
+    """The field a validation error names: ``params.sigma``, without the request part (body,
+    query...) or a union's tag (``method=gaussian``: which body it was read as)."""
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header") and not str(p).startswith(METHOD_TAG)]
     return ".".join(parts) or "request"
 
 
@@ -83,14 +88,28 @@ async def _input_error(_: Request, exc: InputError) -> JSONResponse:
 
 
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = [{"field": _location(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+    errors = [{"field": field_name(e["loc"]), "message": e["msg"]} for e in exc.errors()]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
     body = {"detail": detail, "field": errors[0]["field"] if errors else None, "errors": errors}
     return JSONResponse(body, status_code=422)
 
 
-async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-    return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path. Starlette's 405 names only the
+    first route that matched the path, while e.g. GET and DELETE of one path are two routes."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=headers or None)
 
 
 async def _redis_down(_: Request, exc: redis.RedisError) -> JSONResponse:

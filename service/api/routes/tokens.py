@@ -12,11 +12,12 @@ from ... import tokens
 from ...errors import not_found
 from ...schemas import TokenCreate, TokenCreated, TokenPublic, TokensPublic
 from ..deps import AdminScope, RedisDep
+from ..responses import BODY, PATH_IDS, errors
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], dependencies=[AdminScope])
 
 
-@router.post("", response_model=TokenCreated, status_code=201)
+@router.post("", response_model=TokenCreated, status_code=201, responses=errors(*BODY))
 def create_token(body: TokenCreate, connection: RedisDep) -> TokenCreated:
     """A new token; the response holds its secret, which is not stored and not shown again."""
     secret, record = tokens.mint(connection, name=body.name, scopes=list(body.scopes))
@@ -29,7 +30,7 @@ def list_tokens(connection: RedisDep) -> TokensPublic:
     return TokensPublic(data=data, count=len(data))
 
 
-@router.delete("/{token_id}", response_model=TokenPublic)
+@router.delete("/{token_id}", response_model=TokenPublic, responses=errors(*PATH_IDS))
 def revoke_token(token_id: Annotated[str, PathParam(pattern=r"^[0-9a-f]{16}$")], connection: RedisDep) -> TokenPublic:
     """Revoke a token: requests with it get 401 from now on."""
     record = tokens.revoke(connection, token_id)
