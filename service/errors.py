@@ -94,15 +94,18 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     return JSONResponse(body, status_code=422)
 
 
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")  # the ones a 405's Allow may list
+
+
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route serves at the request's path. Starlette's 405 names only the
-    first route that matched the path, while e.g. GET and DELETE of one path are two routes."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
-    return sorted(methods)
+    """The methods some route serves at the request's path (each method tried against every
+    route). Starlette's own 405 names the methods of the first route whose path matched only,
+    while e.g. GET and DELETE of one path are two routes."""
+    routes = request.app.router.routes
+    return [
+        method for method in HTTP_METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    ]  # fmt: skip
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
