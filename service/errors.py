@@ -97,10 +97,27 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
 HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")  # the ones a 405's Allow may list
 
 
+def _documented_methods(request: Request) -> list[str] | None:
+    """The methods the app's OpenAPI schema documents for the request's path, concrete paths
+    matched before templated ones as OpenAPI says (``/v1/datasets/import`` is not the dataset
+    ``import``); None for a path it does not describe (the web UI)."""
+    paths: dict[str, dict[str, Any]] = request.app.openapi()["paths"]
+    path = request.scope["path"]
+    templated = [p for p in paths if "{" in p]
+    for template in [p for p in paths if "{" not in p] + templated:
+        if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), path):
+            return sorted(method.upper() for method in paths[template] if method.upper() in HTTP_METHODS)
+    return None
+
+
 def allowed_methods(request: Request) -> list[str]:
-    """The methods some route serves at the request's path (each method tried against every
-    route). Starlette's own 405 names the methods of the first route whose path matched only,
-    while e.g. GET and DELETE of one path are two routes."""
+    """The methods of the request's path, for a 405's Allow. Starlette's own names the methods
+    of the first route whose path matched only, while e.g. GET and DELETE of one path are two
+    routes: this lists the methods the OpenAPI schema documents for the path, or, for paths it
+    does not describe, every method some route serves there (each tried against every route)."""
+    documented = _documented_methods(request)
+    if documented is not None:
+        return documented
     routes = request.app.router.routes
     return [
         method for method in HTTP_METHODS
