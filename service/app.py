@@ -15,6 +15,7 @@ from softlabel.worker import __version__
 
 from .api.deps import ReadScope, redis_for
 from .api.main import api_router
+from .api.responses import AUTHENTICATED, errors
 from .api.routes import health
 from .authentication import AuthenticateFirst
 from .errors import install_error_handlers
@@ -55,6 +56,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_ui(app)  # the web UI under /ui/ (docs/ui.md)
     install_metrics(
         app, redis_factory=lambda: redis_for(current().redis_url), queue_names=lambda: [current().queue],
-        dependencies=[ReadScope],
+        dependencies=[ReadScope], responses=errors(*AUTHENTICATED),
     )  # fmt: skip
     return app

@@ -18,8 +18,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from softlabel.worker.engine.errors import InputError
+
+from .schemas import METHOD_TAG
 
 VOXEL_COUNT_FIELD = "voxel count"  # InputError field of the header bomb guard: 413, not 422
 
@@ -59,8 +62,8 @@ class ApiError(StarletteHTTPException):
     def from_validation_error(cls, exc: ValidationError, *, field_prefix: str = "") -> "ApiError":
         """422 naming the first invalid field, under ``field_prefix`` (e.g. ``params``) when given."""
         first = exc.errors()[0]
-        parts = [str(p) for p in first["loc"]]
-        field = ".".join([field_prefix, *parts]) if field_prefix else ".".join(parts) or "request"
+        name = field_name(first["loc"])
+        field = f"{field_prefix}.{name}" if field_prefix and name != "request" else field_prefix or name
         return cls(422, f"{field}: {first['msg']}", field=field)
 
 
@@ -78,8 +81,10 @@ def conflict(detail: str, *, field: str) -> ApiError:
     return ApiError(409, detail, field=field)
 
 
-def _location(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+def field_name(loc: tuple[Any, ...]) -> str:
+    """The field a validation error names: ``params.sigma``, without the request part (body,
+    query...) or a union's tag (``method=gaussian``: which body it was read as)."""
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header") and not str(p).startswith(METHOD_TAG)]
     return ".".join(parts) or "request"
 
 
@@ -92,14 +97,48 @@ async def _input_error(_: Request, exc: InputError) -> JSONResponse:
 
 
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = [{"field": _location(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+    errors = [{"field": field_name(e["loc"]), "message": e["msg"]} for e in exc.errors()]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
     body = {"detail": detail, "field": errors[0]["field"] if errors else None, "errors": errors}
     return JSONResponse(body, status_code=422)
 
 
-async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-    return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")  # the ones a 405's Allow may list
+
+
+def _documented_methods(request: Request) -> list[str] | None:
+    """The methods the app's OpenAPI schema documents for the request's path, concrete paths
+    matched before templated ones as OpenAPI says (``/v1/datasets/import`` is not the dataset
+    ``import``); None for a path it does not describe (the web UI)."""
+    paths: dict[str, dict[str, Any]] = request.app.openapi()["paths"]
+    path = request.scope["path"]
+    templated = [p for p in paths if "{" in p]
+    for template in [p for p in paths if "{" not in p] + templated:
+        if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), path):
+            return sorted(method.upper() for method in paths[template] if method.upper() in HTTP_METHODS)
+    return None
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods of the request's path, for a 405's Allow. Starlette's own names the methods
+    of the first route whose path matched only, while e.g. GET and DELETE of one path are two
+    routes: this lists the methods the OpenAPI schema documents for the path, or, for paths it
+    does not describe, every method some route serves there (each tried against every route)."""
+    documented = _documented_methods(request)
+    if documented is not None:
+        return documented
+    routes = request.app.router.routes
+    return [
+        method for method in HTTP_METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    ]  # fmt: skip
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=headers or None)
 
 
 async def _redis_down(_: Request, exc: redis.RedisError) -> JSONResponse:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from pydantic import ValidationError
 from rq import Queue
 from rq.job import Job, JobStatus
 
@@ -22,12 +21,12 @@ from softlabel.worker.jobs.contract import JobOutputs, SoftenJobPayload
 from . import layout
 from . import queue as jobs
 from .datasets import Dataset, case_ids, get_dataset, labelset_names, utc_now
-from .errors import ApiError, conflict, not_found
+from .errors import conflict, not_found
 from .locks import dataset_lock
 from .schemas import (
     JobPublic,
     LabelsetCounts,
-    LabelsetCreate,
+    LabelsetCreateBase,
     LabelsetPublic,
     ManifestDataset,
     ManifestFile,
@@ -235,19 +234,14 @@ def discard_jobs(connection: redis.Redis, dataset_id: str, names: list[str], cas
 
 
 def create_labelset(
-    storage: Storage, queue: Queue, settings: Settings, dataset: Dataset, body: LabelsetCreate
+    storage: Storage, queue: Queue, settings: Settings, dataset: Dataset, body: LabelsetCreateBase
 ) -> LabelsetPublic:
     """Save the configuration (or find the same one under that name) and queue one job per study.
 
     Posting an existing labelset's configuration again queues only its failed, canceled and
     missing studies ("retry all failed"); other parameters under an existing name are a 409.
     """
-    try:
-        config = body.config()
-    except ValidationError as exc:
-        raise ApiError.from_validation_error(exc, field_prefix="params") from None
-    except ValueError as exc:
-        raise ApiError(422, str(exc), field="params") from None
+    config = body.config()
     with dataset_lock(queue.connection, dataset.id):
         existing = storage.read_json(layout.labelset_meta(dataset.id, body.name))
         if existing is None:

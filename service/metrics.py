@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 from fastapi import FastAPI, Response
@@ -231,6 +232,7 @@ def install_metrics(
     redis_factory: RedisFactory | None = None,
     queue_names: QueueNames = ("softlabel",),
     dependencies: Sequence[Depends] = (),
+    responses: dict[int | str, dict[str, Any]] | None = None,
     path: str = METRICS_PATH,
 ) -> AppMetrics:
     """Count requests in a middleware and serve every metric at ``path`` (Prometheus text format).
@@ -245,6 +247,8 @@ def install_metrics(
         RQ queues to report (a callable is read at each scrape, e.g. from settings).
     dependencies : sequence of ``fastapi.Depends``
         Guards for the route, e.g. ``[ReadScope]`` so scrapes need a ``read`` token.
+    responses : dict, optional
+        The route's other answers in OpenAPI (``responses=`` of FastAPI), e.g. its guards' errors.
     path : str
         Where the metrics are served.
     """
@@ -272,6 +276,7 @@ def install_metrics(
     app.add_api_route(
         path, prometheus_metrics, methods=["GET"], dependencies=list(dependencies), tags=["metrics"],
         response_class=Response, include_in_schema=True,
-        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}, "description": "Prometheus text format"}},
+        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}, "description": "Prometheus text format"}}
+        | (responses or {}),
     )  # fmt: skip
     return metrics

@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    TypeAdapter,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
-from softlabel.worker.engine.config import Method, SofteningConfig
+from softlabel.worker.engine.config import METHOD_PARAMS, Method, SofteningConfig
 
 from .layout import ID_PATTERN
 from .tokens import Scope
 
 IdStr = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+
+
+def _integral(value: Any) -> Any:
+    """JSON has one number type: 3.0 is the integer 3, as JSON Schema's "integer" says (a bool,
+    a string or 3.5 is still refused by the strict int after this)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+JsonInt = Annotated[int, BeforeValidator(_integral)]  # a strict int that takes 3.0 for 3
+ClassId = Annotated[JsonInt, Field(ge=0)]
+ChannelKey = Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]*)$")]
+# Request bodies: unknown fields refused, and strict types as JSON Schema has them (no "1" or
+# true for an integer), so that their OpenAPI schema accepts exactly what the server accepts.
+REQUEST = ConfigDict(extra="forbid", strict=True)
 StudyStatus = Literal["queued", "running", "finished", "failed", "canceled", "missing"]
 
 
@@ -30,15 +56,22 @@ class ErrorPublic(BaseModel):
 
 
 class DatasetCreate(BaseModel):
-    """A dataset: its classes in nnU-Net ``labels`` form (which gives K) and its image channels."""
+    """A dataset: its classes in nnU-Net ``labels`` form (which gives K) and its image channels.
 
-    model_config = ConfigDict(extra="forbid")
+    What JSON Schema cannot say is checked by the server (422): the ids are 0..K-1 each once,
+    the channel keys 0..C-1, and the ignored classes among the ids."""
+
+    model_config = REQUEST
 
     id: IdStr | None = Field(None, description="folder name; generated when omitted")
     name: str = Field(min_length=1, max_length=200)
-    labels: dict[str, int] = Field(description='class name -> id, ids 0..K-1 each once, e.g. {"background": 0, "CSF": 1}')
-    channel_names: dict[str, str] = Field(description='channel index -> name, e.g. {"0": "T1", "1": "FLAIR"}')
-    ignore_classes: list[int] = Field(default_factory=list, description="class ids left out of evaluation")
+    labels: dict[str, ClassId] = Field(
+        min_length=2, description='class name -> id, ids 0..K-1 each once (K >= 2), e.g. {"background": 0, "CSF": 1}'
+    )
+    channel_names: dict[ChannelKey, str] = Field(
+        min_length=1, description='channel index -> name, keys "0".."C-1", e.g. {"0": "T1", "1": "FLAIR"}'
+    )
+    ignore_classes: list[ClassId] = Field(default_factory=list, description="class ids (among labels) left out of evaluation")
 
     @field_validator("labels")
     @classmethod
@@ -121,24 +154,59 @@ class StudiesPublic(BaseModel):
 # --- labelsets ------------------------------------------------------------------------------
 
 
-class LabelsetCreate(BaseModel):
+DEFAULT_METHOD: Method = SofteningConfig.model_fields["method"].default
+METHOD_TAG = "method="  # union tags of LabelsetCreate: "method=gaussian"; errors.py leaves them out of field names
+
+
+class LabelsetCreateBase(BaseModel):
     """A named softening configuration: the method and its parameters (``SofteningConfig``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: IdStr
-    method: Method = "superpixel"
-    params: dict[str, Any] = Field(
-        default_factory=dict,
-        description="SofteningConfig fields other than method: n_segments, compactness, max_num_iter, slic, "
-        "sigma, eps, distance, normalize, dtype",
-    )
+    method: Method
+    params: BaseModel
 
     def config(self) -> SofteningConfig:
-        """The validated configuration (raises pydantic's ValidationError naming the parameter)."""
-        if "method" in self.params:
-            raise ValueError("params.method: expected the method at the top level, got it inside params")
-        return SofteningConfig(method=self.method, **self.params)
+        """The configuration (its fields were validated with the same types and ranges)."""
+        return SofteningConfig(method=self.method, **self.params.model_dump())
+
+
+def _labelset_create(method: Method) -> type[LabelsetCreateBase]:
+    """The request body of one method: its ``params`` are the SofteningConfig fields that
+    determine the method's output (``METHOD_PARAMS``) and ``dtype``, each optional, with its
+    type, range and default."""
+    title = method.capitalize()
+    fields = SofteningConfig.model_fields
+    params = create_model(  # type: ignore[call-overload]
+        f"{title}Params", __config__=ConfigDict(**SofteningConfig.model_config, title=f"{title}Params"),
+        **{
+            name: (JsonInt if fields[name].annotation is int else fields[name].annotation, fields[name])
+            for name in (*METHOD_PARAMS[method], "dtype")
+        },
+    )  # fmt: skip
+    method_field = Field(method) if method == DEFAULT_METHOD else Field()
+    return create_model(  # type: ignore[call-overload]
+        f"{title}LabelsetCreate", __base__=LabelsetCreateBase,
+        method=(Literal[method], method_field), params=(params, Field(default_factory=params)),
+    )  # fmt: skip
+
+
+def _method_of(body: Any) -> Any:
+    """The union tag of a labelset body: its method (the default one when left out)."""
+    method = body.get("method", DEFAULT_METHOD) if isinstance(body, dict) else getattr(body, "method", None)
+    return f"{METHOD_TAG}{method}"
+
+
+LABELSET_BODIES = {method: _labelset_create(method) for method in METHOD_PARAMS}
+LabelsetCreate = Annotated[
+    Union[tuple(Annotated[model, Tag(f"{METHOD_TAG}{method}")] for method, model in LABELSET_BODIES.items())],
+    Discriminator(
+        _method_of, custom_error_type="method",
+        custom_error_message=f"method: expected one of {', '.join(METHOD_PARAMS)}",
+    ),
+]  # fmt: skip
+LABELSET_CREATE: TypeAdapter[LabelsetCreateBase] = TypeAdapter(LabelsetCreate)
 
 
 class LabelsetCounts(BaseModel):
@@ -241,7 +309,7 @@ class JobPublic(BaseModel):
 
 
 class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = REQUEST
 
     name: str = Field(min_length=1, max_length=200)
     scopes: list[Scope] = Field(min_length=1, description="read, write (includes read) or admin (everything)")

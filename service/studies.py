@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -54,27 +52,17 @@ def get_study(storage: Storage, dataset_id: str, case_id: str) -> Study:
     return Study.from_json(data)
 
 
-def encode_page_token(last_case_id: str) -> str:
-    return base64.urlsafe_b64encode(last_case_id.encode()).decode()
-
-
-def decode_page_token(token: str) -> str:
-    """The last case id of the previous page; 422 for a token this service did not issue."""
-    try:
-        value = base64.urlsafe_b64decode(token.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        value = ""
-    if not layout.is_valid_id(value):
-        raise ApiError(422, "page_token: expected a next_page_token from a previous page", field="page_token")
-    return value
-
-
 def page_of_cases(all_ids: list[str], *, page_size: int, page_token: str | None) -> tuple[list[str], str | None]:
-    """One page of sorted ids after the token, and the token of the next page (None on the last)."""
-    after = decode_page_token(page_token) if page_token else None
-    ids = [case for case in all_ids if after is None or case > after]
+    """One page of sorted ids after the token, and the token of the next page (None on the last).
+
+    A token is the last case id of the previous page, so any case id is one (the page starts
+    after it, whether or not that study still exists); 422 for anything else."""
+    if page_token is not None and not layout.is_valid_id(page_token):
+        raise ApiError(422, f"page_token: expected a case id (next_page_token of a previous page), got {page_token!r}",
+                       field="page_token", expected=layout.ID_PATTERN, got=page_token)  # fmt: skip
+    ids = [case for case in all_ids if page_token is None or case > page_token]
     page = ids[:page_size]
-    return page, encode_page_token(page[-1]) if len(ids) > page_size else None
+    return page, page[-1] if len(ids) > page_size else None
 
 
 def file_url(dataset_id: str, case_id: str, what: str) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from .metrics_cli import label_array, read_label_map

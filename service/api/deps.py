@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import redis
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from rq import Queue
@@ -113,6 +113,9 @@ AdminScope = Depends(require("admin"))
 DatasetId = Annotated[str, PathParam(pattern=ID_PATTERN, description="dataset id")]
 CaseId = Annotated[str, PathParam(pattern=ID_PATTERN, description="case id")]
 LabelsetName = Annotated[str, PathParam(pattern=ID_PATTERN, description="labelset name")]
+PageToken = Annotated[
+    str | None, Query(pattern=ID_PATTERN, description="next_page_token of the previous page: the page starts after that case id")
+]
 
 
 def dataset_dep(dataset_id: DatasetId, storage: StorageDep) -> Dataset:

@@ -6,12 +6,13 @@ from fastapi.responses import FileResponse
 
 from ..errors import ApiError
 from ..storage import Storage
+from .responses import download
 
 NIFTI_MEDIA_TYPE = "application/gzip"  # .nii.gz
 
-# OpenAPI description of a download route's 200 response.
-FILE_RESPONSE = {200: {"description": "the file (HTTP Range supported)", "content": {NIFTI_MEDIA_TYPE: {}}}}
-PNG_RESPONSE = {200: {"description": "the preview picture", "content": {"image/png": {}}}}
+# OpenAPI responses of the download routes.
+FILE_RESPONSE = download(NIFTI_MEDIA_TYPE, "the file (HTTP Range supported)")
+PNG_RESPONSE = download("image/png", "the preview picture (HTTP Range supported)")
 
 
 def file_response(storage: Storage, key: str, *, what: str, media_type: str = NIFTI_MEDIA_TYPE) -> FileResponse:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from softlabel.worker.engine.config import METHOD_PARAMS, SofteningConfig
@@ -31,7 +31,7 @@ from ..api.routes import studies as study_routes
 from ..api.routes import tokens as token_routes
 from ..errors import ApiError
 from ..layout import JOB_ID_PATTERN
-from ..schemas import DatasetCreate, LabelsetCreate, StudyPublic, TokenCreate
+from ..schemas import LABELSET_CREATE, DatasetCreate, StudyPublic, TokenCreate
 from ..tokens import TokenStore
 from . import messages
 from .auth import Admin, AdminAction, MaybeUser, Reader, SignedIn, UiUser, Writer
@@ -60,11 +60,15 @@ def see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-def validated(model: type[BaseModel], *, parse_text: bool = False, field_prefix: str = "", **data: Any) -> Any:
-    """``model(**data)``, with a validation error as the API's 422 naming the field (under
-    ``field_prefix``); ``parse_text``: form text is parsed by the field types even where the
-    model is strict."""
+def validated(
+    model: type[BaseModel] | TypeAdapter, *, parse_text: bool = False, field_prefix: str = "", **data: Any
+) -> Any:
+    """``model(**data)`` (a model or a type adapter's type), with a validation error as the API's
+    422 naming the field (after ``field_prefix``); ``parse_text``: form text is parsed by the
+    field types even where the model is strict."""
     try:
+        if isinstance(model, TypeAdapter):
+            return model.validate_python(data, strict=False if parse_text else None)
         return model.model_validate(data, strict=False) if parse_text else model(**data)
     except ValidationError as exc:
         raise ApiError.from_validation_error(exc, field_prefix=field_prefix) from None
@@ -261,7 +265,7 @@ async def create_labelset(
     # strict, so the API refuses "2000" for a count), with its ranges and messages.
     typed = validated(SofteningConfig, **{"method": method, **text}, parse_text=True, field_prefix="params")
     params = {field: getattr(typed, field) for field in text}
-    body = validated(LabelsetCreate, name=str(form.get("name", "")).strip(), method=method, params=params)
+    body = validated(LABELSET_CREATE, name=str(form.get("name", "")).strip(), method=method, params=params)
     # In a thread: it waits for the dataset lock, lists folders, copies reused results and
     # enqueues, which would hold up every other request on the event loop.
     await run_in_threadpool(ls.create_labelset, storage, queue, settings, dataset, body)
@@ -299,7 +303,7 @@ def retry_failed(
     """Re-post the labelset's own configuration: the API then queues its failed, stopped,
     canceled and missing studies, and nothing else."""
     labelset = ls.get_labelset(storage, dataset.id, name)
-    body = LabelsetCreate(name=name, method=labelset.config.method, params=labelset.params)
+    body = LABELSET_CREATE.validate_python({"name": name, "method": labelset.config.method, "params": labelset.params})
     ls.create_labelset(storage, queue, settings, dataset, body)
     return see_other(f"/ui/datasets/{dataset.id}/labelsets/{name}")
 

@@ -15,11 +15,12 @@ from ...locks import dataset_lock
 from ...schemas import DatasetCreate, DatasetPublic, DatasetsPublic
 from ...uploads import UploadedFile
 from ..deps import DatasetDep, ReadScope, RedisDep, SettingsDep, StorageDep, WriteScope
+from ..responses import BODY, PATH_IDS, errors
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
 
-@router.post("", response_model=DatasetPublic, status_code=201, dependencies=[WriteScope])
+@router.post("", response_model=DatasetPublic, status_code=201, dependencies=[WriteScope], responses=errors(*BODY, 409))
 def create_dataset(body: DatasetCreate, storage: StorageDep) -> DatasetPublic:
     """A new, empty dataset; its classes give K for every study and labelset."""
     dataset = ds.new_dataset(body)
@@ -33,7 +34,9 @@ def list_datasets(storage: StorageDep) -> DatasetsPublic:
     return DatasetsPublic(data=data, count=len(data))
 
 
-@router.post("/import", response_model=DatasetPublic, status_code=201, dependencies=[WriteScope])
+@router.post(
+    "/import", response_model=DatasetPublic, status_code=201, dependencies=[WriteScope], responses=errors(*BODY, 409)
+)
 def import_dataset(
     file: Annotated[UploadFile, File(description="zip of an nnU-Net raw dataset: dataset.json, imagesTr, labelsTr")],
     storage: StorageDep,
@@ -50,12 +53,12 @@ def import_dataset(
     return ds.to_public(storage, dataset)
 
 
-@router.get("/{dataset_id}", response_model=DatasetPublic, dependencies=[ReadScope])
+@router.get("/{dataset_id}", response_model=DatasetPublic, dependencies=[ReadScope], responses=errors(*PATH_IDS))
 def get_dataset(dataset: DatasetDep, storage: StorageDep) -> DatasetPublic:
     return ds.to_public(storage, dataset)
 
 
-@router.delete("/{dataset_id}", status_code=204, dependencies=[WriteScope])
+@router.delete("/{dataset_id}", status_code=204, dependencies=[WriteScope], responses=errors(*PATH_IDS))
 def delete_dataset(dataset: DatasetDep, storage: StorageDep, connection: RedisDep) -> Response:
     """Discard the dataset's jobs (their records too) and delete its folder (studies, labelsets, results)."""
     with dataset_lock(connection, dataset.id):

@@ -8,21 +8,23 @@ import redis
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from ...schemas import HealthPublic, ReadyPublic
+from ...schemas import ErrorPublic, HealthPublic, ReadyPublic
 from ..deps import ReadScope, RedisDep, SettingsDep
+from ..responses import ERRORS, errors
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=HealthPublic)
+@router.get("/healthz", response_model=HealthPublic, responses=errors(413))
 def healthz() -> HealthPublic:
     """The process is up. Needs no token."""
     return HealthPublic(status="ok")
 
 
 @router.get(
-    "/readyz", response_model=ReadyPublic, dependencies=[ReadScope], responses={503: {"model": ReadyPublic}}
-)
+    "/readyz", response_model=ReadyPublic, dependencies=[ReadScope],
+    responses=errors(401, 403, 413) | {503: {"model": ReadyPublic | ErrorPublic, "description": f"not ready; or {ERRORS[503]}"}},
+)  # fmt: skip
 def readyz(connection: RedisDep, settings: SettingsDep) -> ReadyPublic | JSONResponse:
     """Redis answers and the data directory is writable; 503 naming what is not."""
     try:

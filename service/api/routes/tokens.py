@@ -11,11 +11,12 @@ from fastapi import Path as PathParam
 from ...errors import not_found
 from ...schemas import TokenCreate, TokenCreated, TokenPublic, TokensPublic
 from ..deps import AdminScope, TokensDep
+from ..responses import BODY, PATH_IDS, errors
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], dependencies=[AdminScope])
 
 
-@router.post("", response_model=TokenCreated, status_code=201)
+@router.post("", response_model=TokenCreated, status_code=201, responses=errors(*BODY))
 def create_token(body: TokenCreate, store: TokensDep) -> TokenCreated:
     """A new token; the response holds its secret, which is not stored and not shown again."""
     secret, record = store.mint(name=body.name, scopes=list(body.scopes))
@@ -28,7 +29,7 @@ def list_tokens(store: TokensDep) -> TokensPublic:
     return TokensPublic(data=data, count=len(data))
 
 
-@router.delete("/{token_id}", response_model=TokenPublic)
+@router.delete("/{token_id}", response_model=TokenPublic, responses=errors(*PATH_IDS))
 def revoke_token(token_id: Annotated[str, PathParam(pattern=r"^[0-9a-f]{16}$")], store: TokensDep) -> TokenPublic:
     """Revoke a token: requests with it get 401 from now on."""
     record = store.revoke(token_id)
