@@ -22,7 +22,6 @@ from starlette.routing import Match
 
 from softlabel.worker.engine.errors import InputError
 
-from .schemas import METHOD_TAG
 
 VOXEL_COUNT_FIELD = "voxel count"  # InputError field of the header bomb guard: 413, not 422
 
@@ -79,6 +78,9 @@ def not_found(what: str, name: str) -> ApiError:
 
 def conflict(detail: str, *, field: str) -> ApiError:
     return ApiError(409, detail, field=field)
+
+
+METHOD_TAG = "method="  # union tags of schemas.LabelsetCreate: "method=gaussian"; left out of field names
 
 
 def field_name(loc: tuple[Any, ...]) -> str:

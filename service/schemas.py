@@ -20,6 +20,7 @@ from pydantic import (
 
 from softlabel.worker.engine.config import METHOD_PARAMS, Method, SofteningConfig
 
+from .errors import METHOD_TAG
 from .layout import ID_PATTERN
 from .tokens import Scope
 
@@ -155,7 +156,6 @@ class StudiesPublic(BaseModel):
 
 
 DEFAULT_METHOD: Method = SofteningConfig.model_fields["method"].default
-METHOD_TAG = "method="  # union tags of LabelsetCreate: "method=gaussian"; errors.py leaves them out of field names
 
 
 class LabelsetCreateBase(BaseModel):
