@@ -12,8 +12,8 @@ worker: CUDA does not survive ``fork()``).
 A checkpoint may be called from the engine's threads (classes and channels run in thread
 pools), so it must be thread-safe, and it is called often (several times a second on a large
 study), so it must be cheap: rate-limit whatever it consults. The work between two calls is
-one compiled call, bounded by the study's size; docs/service.md#stopping-a-running-job gives
-the measured longest stretch.
+one compiled call, whose time grows with the study's size; docs/performance.md#stopping-a-job
+gives the measured longest stretches (``bench/stop_gaps.py``).
 """
 
 from __future__ import annotations
