@@ -8,13 +8,14 @@ between its steps. scikit-image runs every round in one compiled call (minutes o
 48x240x240 study at the largest allowed parameters) that no checkpoint can enter, so when a
 checkpoint is given it runs in a spawned child process, which is killed if the checkpoint
 raises: spawned, not forked, because CUDA and the OpenMP runtime do not survive ``fork()``.
-The child costs a Python start and a copy of the image each way (about a second); without a
-checkpoint (the CLI, benchmarks) scikit-image runs in this process.
+The child costs a Python start and a copy of the image and the labels through pipes (about a
+second); without a checkpoint (the CLI, benchmarks) scikit-image runs in this process.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
@@ -90,35 +91,55 @@ def _skimage_slic(
 
 def _skimage_slic_in_child(image: np.ndarray, args: dict[str, Any], checkpoint: Checkpoint) -> np.ndarray:
     """:func:`_skimage_slic` in a spawned process, calling ``checkpoint`` every :data:`CHILD_POLL_S`
-    seconds while it runs; the child is killed when the checkpoint (or anything else) raises."""
+    seconds from its start to its end; the child is killed when the checkpoint (or anything
+    else) raises, which leaves nothing behind (no file, no shared memory).
+
+    The image goes to the child through a pipe, from a thread, once the child runs: passed as
+    the child's argument, it would be written inside ``start()``, which then waits, with no
+    checkpoint, for the child to start Python and read it (seconds on a loaded machine).
+    """
     context = multiprocessing.get_context("spawn")
-    receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_skimage_slic_to_pipe, args=(send, image, args), daemon=True)
+    image_in, image_out = context.Pipe(duplex=False)
+    labels_in, labels_out = context.Pipe(duplex=False)
+    child = context.Process(target=_skimage_slic_child, args=(image_in, labels_out, args), daemon=True)
     child.start()
-    send.close()  # the child holds the only writing end: its death ends the wait below
+    image_in.close()
+    labels_out.close()  # the child holds the only writing end: its death ends the wait below
+    sender = threading.Thread(target=_send_until_closed, args=(image_out, image), daemon=True)
+    sender.start()
     try:
-        while not receive.poll(CHILD_POLL_S):
+        while not labels_in.poll(CHILD_POLL_S):
             checkpoint()
         try:
-            outcome, value = receive.recv()
+            outcome, value = labels_in.recv()
         except EOFError:
             child.join()
             raise RuntimeError(f"scikit-image's SLIC: its child process died (exit code {child.exitcode})") from None
     finally:
         if child.is_alive():
-            child.kill()
+            child.kill()  # a sender still writing then gets a broken pipe
         child.join()
-        receive.close()
+        sender.join()
+        image_out.close()
+        labels_in.close()
     if outcome == "error":
         raise value
     return value
 
 
-def _skimage_slic_to_pipe(send: Connection, image: np.ndarray, args: dict[str, Any]) -> None:
-    """The child's side: ("labels", int32 labels) or ("error", the exception) into ``send``."""
+def _send_until_closed(connection: Connection, image: np.ndarray) -> None:
+    """Send the image to the child; a child killed meanwhile is no error."""
     try:
-        send.send(("labels", _skimage_slic(image, **args)))
+        connection.send(image)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+def _skimage_slic_child(image_in: Connection, labels_out: Connection, args: dict[str, Any]) -> None:
+    """The child's side: reads the image, sends ("labels", int32 labels) or ("error", the exception)."""
+    try:
+        labels_out.send(("labels", _skimage_slic(image_in.recv(), **args)))
     except Exception as exc:
-        send.send(("error", exc))
+        labels_out.send(("error", exc))
     finally:
-        send.close()
+        labels_out.close()
