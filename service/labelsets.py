@@ -316,7 +316,7 @@ def retry_job(storage: Storage, queue: Queue, settings: Settings, job_id: str) -
 
 
 def stop_job(connection: redis.Redis, job_id: str) -> JobPublic:
-    """Cancel a queued job, or stop a running one (at once on a forking worker, else at its next stage)."""
+    """Cancel a queued job, or stop a running one (at once on a forking worker, else at its next checkpoint)."""
     job = job_or_404(connection, job_id)
     if not jobs.is_active(job):
         raise conflict(f"job {job_id!r} already ended ({job.get_status(refresh=False).value})", field="job_id")

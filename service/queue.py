@@ -38,7 +38,7 @@ _STUDY_STATUS: dict[JobStatus, StudyStatus] = {
 
 
 def request_stop(connection: redis.Redis, job_id: str) -> None:
-    """Ask a running job to stop at its next progress report (the worker honours the key)."""
+    """Ask a running job to stop at its next stage boundary or engine checkpoint (the job honours the key)."""
     connection.set(STOP_KEY.format(job_id=job_id), 1, ex=STOP_TTL_S)
 
 
@@ -114,7 +114,7 @@ def enqueue(queue: Queue, payloads: Iterable[SoftenJobPayload], settings: Settin
 
 def cancel(connection: redis.Redis, job: Job) -> None:
     """Cancel a queued job, or stop a running one: a forking worker kills its work horse at
-    once, a non-forking one stops the job at its next stage (``worker.jobs.stop``)."""
+    once, in a non-forking one the job stops itself at its next checkpoint (``worker.jobs.stop``)."""
     if job.get_status() == JobStatus.STARTED:
         try:  # RQ's command first: its worker then records the job as stopped, not failed
             send_stop_job_command(connection, job.id, serializer=JSONSerializer)

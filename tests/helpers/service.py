@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
+
 from softlabel.service.settings import Settings
 from softlabel.worker.engine.demo_data import DemoStudy, synthetic_study, write_dataset_json, write_study
 
@@ -25,6 +27,10 @@ WORKER_TIMEOUT_S = 120
 # superpixel stage about 1 s of the 1.3 s), long enough to interrupt mid-stage.
 BIG = (64, 128, 128)  # voxels
 SLOW_PARAMS = {"n_segments": 300, "max_num_iter": 100}
+# A study whose SLIC never settles: noise channels keep moving voxels between superpixels, so
+# native SLIC runs all NOISY_PARAMS' 100 rounds, about 19 s on an idle machine (0.2 s a round).
+NOISY = (64, 256, 256)  # voxels
+NOISY_PARAMS = {"n_segments": 20000, "max_num_iter": 100}
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,17 @@ def write_tiny_study(folder: Path, case_id: str, *, seed: int = 0, shape: tuple[
     study = synthetic_study(shape, channels=CHANNELS, classes=CLASSES, seed=seed)
     images, label = write_study(study, folder, case_id)
     return StudyFiles(case_id=case_id, images=images, label=label, study=study)
+
+
+def write_noisy_study(folder: Path, case_id: str, *, seed: int = 0) -> StudyFiles:
+    """A NOISY study: int16 noise channels (small files that still decode to float32) and a
+    label of CLASSES slabs."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 1000, size=NOISY + (CHANNELS,), dtype=np.int16)
+    label = (np.arange(NOISY[0]) * CLASSES // NOISY[0]).astype(np.uint8)[:, None, None] * np.ones(NOISY, np.uint8)
+    study = DemoStudy(image=image, label=label, affine=np.eye(4), classes={f"c{i}": i for i in range(CLASSES)})
+    images, label_path = write_study(study, folder, case_id)
+    return StudyFiles(case_id=case_id, images=images, label=label_path, study=study)
 
 
 def nnunet_folder(root: Path, cases: int) -> Path:

@@ -1,4 +1,5 @@
-"""The in-process RQ worker forgets a stop command once the job it named has ended."""
+"""The in-process RQ worker forgets a stop command once the job it named has ended; the forking
+worker cleans up after a horse it killed on a stop command."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from rq import Queue
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
-from softlabel.worker.jobs.rq_worker import InProcessWorker
+from softlabel.worker.engine.config import SofteningConfig
+from softlabel.worker.jobs.contract import SOFTEN_JOB, JobOutputs, SoftenJobPayload
+from softlabel.worker.jobs.rq_worker import ForkingWorker, InProcessWorker
 
 pytestmark = pytest.mark.redis
 
@@ -24,3 +27,23 @@ def test_a_stop_command_does_not_outlive_its_job(redis_url: str, func: str, ends
     worker.execute_job(job, queue)
     assert job.get_status(refresh=True) == ends
     assert worker._stopped_job_id is None
+
+
+def test_the_forking_worker_removes_what_a_killed_horse_left(redis_url: str, tmp_path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    outputs = JobOutputs(soft=str(out / "case.nii.gz"), superpixels=str(out / "case_superpixels.nii.gz"),
+                         preview=str(out / "case_preview.png"), provenance=str(out / "case.json"))  # fmt: skip
+    spec = SoftenJobPayload(dataset_id="d1", labelset="sp", case_id="case", num_classes=2, config=SofteningConfig(),
+                            image_paths=[str(tmp_path / "case_0000.nii.gz")], label_path=str(tmp_path / "case.nii.gz"),
+                            outputs=outputs)  # fmt: skip
+    for name in ("case.nii.gz", ".case_superpixels.partial-0123abcd.nii.gz", "other.json"):  # as a horse killed mid-write left them
+        (out / name).write_bytes(b"partial")
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue("stop-test", connection=connection, serializer=JSONSerializer)
+    job = queue.enqueue(SOFTEN_JOB, spec.model_dump(mode="json"), retry=None)
+    worker = ForkingWorker([queue], connection=connection, serializer=JSONSerializer)
+    worker._stopped_job_id = job.id  # what RQ's stop-job command leaves before it kills the horse
+    worker.handle_job_failure(job, queue, exc_string="Job stopped by user, work-horse terminated.")
+    assert job.get_status(refresh=True) == JobStatus.STOPPED
+    assert sorted(p.name for p in out.iterdir()) == ["other.json"]  # another study's file stays

@@ -217,7 +217,7 @@ def test_a_running_job_can_be_stopped_leaves_no_output_and_can_be_retried(api, d
         job = wait_for_end(api, job_id, timeout_s=60)
         assert job["status"] == "stopped" and job["attempts"] == 1, job
         assert job["progress"]["stage"] != "done" and job["progress"]["fraction"] < 0.95, job
-        # The in-process job stops itself at its next stage; RQ kills a forking worker's horse.
+        # The in-process job stops itself at its next check; RQ kills a forking worker's horse.
         expected = "Job stopped by user" if fork else "stopped on request at stage"
         assert expected in job["error"], job
         assert connection.exists(STOP_KEY.format(job_id=job_id))

@@ -8,6 +8,7 @@ scikit-image on a small phantom. The cases and oracles are in ``helpers.slic_cas
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -296,3 +297,46 @@ def test_quality_metrics_by_hand():
     assert undersegmentation_error(shifted, truth) == pytest.approx(6 / 12)
     far = np.array([[0, 0, 0, 0, 1, 1]] * 2)
     assert boundary_recall(np.zeros_like(far), far) == 0.0
+
+
+class Abandon(Exception):
+    """What a caller's checkpoint raises to abandon the computation."""
+
+
+def recording_steps(log: list[str]) -> SimpleNamespace:
+    """The compiled CPU steps, each logging its name before it runs."""
+
+    def logged(name, step):
+        def run(*args):
+            log.append(name)
+            return step(*args)
+
+        return run
+
+    return SimpleNamespace(assign=logged("assign", cpu.assign), update_centres=logged("update", cpu.update_centres),
+                           enforce_connectivity=logged("connectivity", cpu.enforce_connectivity))
+
+
+def test_a_checkpoint_comes_before_every_step():
+    log: list[str] = []
+    image = phantom((19, 17, 13), 2, seed=3)
+    slic_with(recording_steps(log), image, n_segments=20, compactness=0.1, max_num_iter=5,
+              checkpoint=lambda: log.append("checkpoint"))
+    rounds = log.count("assign")
+    assert rounds >= 2 and log[-1] == "connectivity"
+    assert log[0::2] == ["checkpoint"] * (len(log) // 2)
+    assert log[1::2] == ["assign", "update"] * (rounds - 1) + ["assign", "connectivity"]
+
+
+def test_a_raising_checkpoint_abandons_the_loop_before_its_next_step():
+    log: list[str] = []
+
+    def checkpoint() -> None:
+        log.append("checkpoint")
+        if log.count("checkpoint") == 3:
+            raise Abandon
+
+    with pytest.raises(Abandon):
+        slic_with(recording_steps(log), phantom((19, 17, 13), 2, seed=3), n_segments=20, compactness=0.1,
+                  max_num_iter=5, checkpoint=checkpoint)
+    assert log == ["checkpoint", "assign", "checkpoint", "update", "checkpoint"]

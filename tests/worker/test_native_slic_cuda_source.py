@@ -309,3 +309,22 @@ def test_gpu_path_end_to_end_on_emulated_cupy(fake_cupy, spatial, channels, spac
                                   enforce_connectivity=False, **kwargs)
     np.testing.assert_array_equal(no_connectivity.get(), native_slic(image, mask=mask, enforce_connectivity=False,
                                                                      **kwargs))
+
+
+def test_gpu_path_calls_the_checkpoint_as_the_cpu_path_does(fake_cupy):
+    image = phantom((17, 23, 11), 2, seed=4)
+    kwargs = dict(n_segments=30, compactness=0.1, spacing=(1.0, 0.8, 2.5), max_num_iter=4)
+    on_cpu: list[int] = []
+    on_gpu: list[int] = []
+    native_slic(image, checkpoint=lambda: on_cpu.append(1), **kwargs)
+    native_slic(fake_cupy.asarray(image), backend="gpu", checkpoint=lambda: on_gpu.append(1), **kwargs)
+    assert len(on_gpu) == len(on_cpu) >= 4  # before each assignment, centre update and the connectivity pass
+
+    class Abandon(Exception):
+        pass
+
+    def abandon() -> None:
+        raise Abandon
+
+    with pytest.raises(Abandon):
+        native_slic(fake_cupy.asarray(image), backend="gpu", checkpoint=abandon, **kwargs)

@@ -7,5 +7,6 @@ It imports no queue, web or training code (``.importlinter`` enforces it). Where
 - :mod:`.intensity`: intensity rescaling of the image channels to [0, 1];
 - :mod:`.superpixels`: SLIC (``superpixels.native_slic``: NumPy twin, C and CUDA kernels; or scikit-image's);
 - :mod:`.softening`: the softeners, the superpixel soft labels and the distance transform;
-- :mod:`.pipeline`: read, soften, write; :mod:`.preview`: PNG pictures; :mod:`.demo_data`: demo studies.
+- :mod:`.pipeline`: read, soften, write; :mod:`.checkpoint`: where a caller may abandon a long computation;
+  :mod:`.preview`: PNG pictures; :mod:`.demo_data`: demo studies.
 """

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from .backend import array_module, backend_of, cpu_threads
+from .checkpoint import Checkpoint, for_each, no_checkpoint
 from .intensity_cpu import clip_rescale_into, order_statistics
 
 LOW_PERCENTILE = 0.5  # percent
 HIGH_PERCENTILE = 99.5  # percent
 
 
-def rescale_intensities(image: Any, *, low_pct: float = LOW_PERCENTILE, high_pct: float = HIGH_PERCENTILE) -> Any:
+def rescale_intensities(
+    image: Any, *, low_pct: float = LOW_PERCENTILE, high_pct: float = HIGH_PERCENTILE, checkpoint: Checkpoint = no_checkpoint
+) -> Any:
     """Clip each channel to its [low_pct, high_pct] percentiles and rescale it to [0, 1].
 
     image: (X, Y[, Z], C) array, channels last (NumPy or CuPy; the result stays on its device).
@@ -23,22 +25,26 @@ def rescale_intensities(image: Any, *, low_pct: float = LOW_PERCENTILE, high_pct
     hi the channel's percentiles (linear interpolation) and the span rounded to float32 (so the
     top can land 1 ulp above 1). A constant channel becomes 0.
     On the CPU the percentiles come from a compiled radix select and the channels run in
-    threads, with the same numbers as :func:`rescale_intensities_by_arrays`.
+    threads, with the same numbers as :func:`rescale_intensities_by_arrays`. checkpoint: called
+    before each channel (:mod:`softlabel.worker.engine.checkpoint`).
     """
     if not 0 <= low_pct < high_pct <= 100:
         raise ValueError(f"percentiles: expected 0 <= low < high <= 100, got {low_pct}, {high_pct}")
     if backend_of(image) == "cpu":
-        return _rescale_cpu(image, low_pct, high_pct)
-    return rescale_intensities_by_arrays(image, low_pct=low_pct, high_pct=high_pct)
+        return _rescale_cpu(image, low_pct, high_pct, checkpoint)
+    return rescale_intensities_by_arrays(image, low_pct=low_pct, high_pct=high_pct, checkpoint=checkpoint)
 
 
-def rescale_intensities_by_arrays(image: Any, *, low_pct: float = LOW_PERCENTILE, high_pct: float = HIGH_PERCENTILE) -> Any:
+def rescale_intensities_by_arrays(
+    image: Any, *, low_pct: float = LOW_PERCENTILE, high_pct: float = HIGH_PERCENTILE, checkpoint: Checkpoint = no_checkpoint
+) -> Any:
     """:func:`rescale_intensities` as NumPy/CuPy array operations: the GPU's path, and on the
     CPU the reference the compiled path is tested against (the same numbers)."""
     xp = array_module(backend_of(image))
     out = xp.empty(image.shape, dtype=xp.float32)
     scaled = xp.empty(image.shape[:-1], dtype=xp.float32)  # one channel, contiguous
     for ch in range(image.shape[-1]):
+        checkpoint()
         channel = image[..., ch].astype(xp.float32, copy=False)
         lo, hi = (float(v) for v in xp.percentile(channel, [low_pct, high_pct]))
         if hi <= lo:
@@ -52,7 +58,7 @@ def rescale_intensities_by_arrays(image: Any, *, low_pct: float = LOW_PERCENTILE
     return out
 
 
-def _rescale_cpu(image: np.ndarray, low_pct: float, high_pct: float) -> np.ndarray:
+def _rescale_cpu(image: np.ndarray, low_pct: float, high_pct: float, checkpoint: Checkpoint) -> np.ndarray:
     """The CPU path: :func:`rescale_channel_into` per channel, the channels in threads."""
     image = np.ascontiguousarray(image, dtype=np.float32)
     out = np.empty(image.shape, dtype=np.float32)
@@ -62,12 +68,7 @@ def _rescale_cpu(image: np.ndarray, low_pct: float, high_pct: float) -> np.ndarr
     def one_channel(ch: int) -> None:
         rescale_channel_into(image, ch, out, low_pct=low_pct, high_pct=high_pct, threads=threads // workers)
 
-    if workers > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(one_channel, range(n_channels)))
-    else:
-        for ch in range(n_channels):
-            one_channel(ch)
+    for_each(one_channel, range(n_channels), threads=workers, checkpoint=checkpoint)
     return out
 
 

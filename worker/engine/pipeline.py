@@ -1,7 +1,10 @@
 """One study end to end: read, rescale, superpixels, soften, write.
 
 The CLI, the RQ job and the benchmarks call these two functions, so every entry point runs
-the same code. Progress is reported through a callback as (stage, fraction of the study done).
+the same code. Progress is reported through a callback as (stage, fraction of the study done),
+as each stage starts and ends; within the stages the long loops call a second callback, the
+checkpoint, several times a second, which may raise to abandon the study
+(:mod:`.checkpoint`; the RQ job stops there on request).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .backend import ResolvedBackend, array_module, resolve_backend, to_host
+from .checkpoint import Checkpoint, no_checkpoint
 from .config import SofteningConfig
 from .errors import InputError
 from .intensity import ChannelRescaler, rescale_intensities
@@ -79,6 +83,7 @@ def soften_arrays(
     backend: str = "auto",
     progress: ProgressFn | None = None,
     as_stored: bool = False,
+    checkpoint: Checkpoint = no_checkpoint,
 ) -> SoftenResult:
     """Soft labels for in-memory arrays (host NumPy in, device arrays out).
 
@@ -87,6 +92,7 @@ def soften_arrays(
     rescaled: the image already rescaled (``rescale_intensities``' numbers), which skips the
     rescale stage. as_stored: soft labels in ``config.dtype``'s stored form where that is
     computed directly (``softeners.soften_label``), as the file pipeline writes them.
+    checkpoint: called within the stages; raising abandons the study (:mod:`.checkpoint`).
     """
     resolved = resolve_backend(backend)
     xp = array_module(resolved)
@@ -105,7 +111,7 @@ def soften_arrays(
                                  got=str(config.n_segments))  # fmt: skip
             if rescaled is None:
                 with stages.stage("rescale"):
-                    rescaled = rescale_intensities(xp.asarray(image))
+                    rescaled = rescale_intensities(xp.asarray(image), checkpoint=checkpoint)
             with stages.stage("superpixels"):
                 sp = compute_superpixels(
                     rescaled if config.slic == "native" else to_host(rescaled),
@@ -114,12 +120,13 @@ def soften_arrays(
                     spacing=spacing_mm,
                     slic=config.slic,
                     max_num_iter=config.max_num_iter,
+                    checkpoint=checkpoint,
                 )
                 sp = xp.asarray(sp)
     with stages.stage("soften"):
         soft = soften_label(
             xp.asarray(label), config=config, num_classes=num_classes, spacing_mm=spacing_mm, superpixels=sp,
-            as_stored=as_stored,
+            as_stored=as_stored, checkpoint=checkpoint,
         )
     return SoftenResult(soft=soft, superpixels=sp, backend=resolved, timings_s=stages.timings_s)
 
@@ -136,6 +143,7 @@ def soften_files(
     backend: str = "auto",
     max_voxels: int | None = None,
     progress: ProgressFn | None = None,
+    checkpoint: Checkpoint = no_checkpoint,
 ) -> SoftenResult:
     """Read and validate a study, soften it and write the soft labels (and superpixels).
 
@@ -143,7 +151,8 @@ def soften_files(
     num_classes None takes K from the label (its maximum + 1), for a study outside a dataset.
     On the CPU, superpixels computed here start from channels rescaled as they are read, in
     the reading threads: the "read" stage then includes the rescaling and there is no
-    "rescale" stage.
+    "rescale" stage. checkpoint: called within the stages; raising abandons the study before
+    anything is written (:mod:`.checkpoint`).
     """
     resolved = resolve_backend(backend)
     stages = _Stages(progress, resolved)
@@ -170,6 +179,7 @@ def soften_files(
         backend=resolved,
         progress=progress,
         as_stored=True,
+        checkpoint=checkpoint,
     )
     with stages.stage("write"):
         stored = to_host(nifti_io.quantize_soft_labels(result.soft, config.dtype))  # the one copy out

@@ -17,7 +17,7 @@ SOFTEN_JOB = "softlabel.worker.jobs.soften.soften_study"  # the job function, en
 # The names queues filled by softlabel 0.1.0 hold; workers run such jobs as SOFTEN_JOB (docs/deploy.md).
 LEGACY_SOFTEN_JOBS = ("worker.jobs.soften_study",)
 
-# Stop requests: the service sets the key, the job checks it between stages (jobs/stop.py).
+# Stop requests: the service sets the key, the job checks it at stages and checkpoints (jobs/stop.py).
 STOP_KEY = "softlabel:stop:{job_id}"
 STOP_TTL_S = 24 * 3600  # a request outlives any job; enqueueing the id again clears it
 

@@ -5,7 +5,8 @@ engine once: CUDA does not survive ``fork()``, and on the CPU a forked work hors
 fork and for starting its threads on every job. ``--fork`` selects RQ's forking
 ``Worker`` on the CPU, which isolates each job in a work horse. Either way a job that kills
 its process is requeued by crash recovery (``worker.jobs.recovery``), and a running job can
-be stopped (``worker.jobs.stop``). Jobs and results are JSON (``JSONSerializer``); a scheduler
+be stopped (``worker.jobs.stop``): the in-process worker's job stops itself at its next
+checkpoint, the forking worker kills the horse and removes what it left. Jobs and results are JSON (``JSONSerializer``); a scheduler
 runs in one worker to release delayed retries.
 
 Shutdown: the first SIGTERM or SIGINT is a warm shutdown: the running job finishes, then the
@@ -15,7 +16,6 @@ requeued by crash recovery once its lease expires.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -30,9 +30,10 @@ from rq.serializers import JSONSerializer
 from rq.utils import import_attribute
 
 from ..engine.backend import gpu_unavailable_reason, resolve_backend
-from .contract import LEGACY_SOFTEN_JOBS, SOFTEN_JOB
+from .contract import LEGACY_SOFTEN_JOBS, SOFTEN_JOB, SoftenJobPayload
 from .recovery import requeue_abandoned, start_recovery_loop
 from .settings import BACKEND_ENV, WorkerSettings
+from .soften import discard_outputs
 
 WARM_UP_SHAPE = (12, 14, 10)  # voxels of the phantom run once before the first job
 PUBSUB_POLL_S = 1.0  # seconds the pub/sub thread blocks at most (bounds the shutdown wait)
@@ -110,7 +111,31 @@ class PromptShutdown:
 
 
 class ForkingWorker(PromptShutdown, Worker):
-    """RQ's forking ``Worker`` (a work horse per job), shutting down promptly."""
+    """RQ's forking ``Worker`` (a work horse per job), shutting down promptly, and cleaning up
+    after a horse killed by a stop request.
+
+    RQ kills the horse (SIGKILL) as soon as the stop-job command arrives, so the job cannot
+    remove its own outputs: a horse killed while writing leaves a hidden temporary file, or an
+    output without its provenance record. Once the horse is dead, the worker removes them
+    (``soften.discard_outputs``) before it records the job as stopped.
+    """
+
+    def handle_job_failure(self, job: Job, queue: Queue, started_job_registry=None, exc_string="", execution=None):
+        if self._stopped_job_id == job.id and job.func_name in (SOFTEN_JOB, *LEGACY_SOFTEN_JOBS):
+            _discard_outputs_of(job)
+        super().handle_job_failure(
+            job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution
+        )
+
+
+def _discard_outputs_of(job: Job) -> None:
+    """Remove a stopped soften job's outputs (a payload that does not parse wrote none)."""
+    try:
+        spec = SoftenJobPayload.model_validate(job.args[0])
+    except (ValueError, IndexError) as exc:
+        log.warning("stopped job %s: no outputs to remove (payload: %s)", job.id, exc)
+        return
+    discard_outputs(spec)
 
 
 class InProcessWorker(PromptShutdown, SimpleWorker):
@@ -173,7 +198,6 @@ def worker_command(
     if requested == "auto":
         reason = gpu_unavailable_reason()
         log.info("backend auto -> %s (%s)", resolved, "CuPy sees a CUDA device" if reason is None else reason)
-    importlib.import_module("softlabel.worker.jobs.soften")
     try:
         warm_up(fork=use_fork, backend=resolved)
     except Exception as exc:  # a broken CUDA toolchain, driver or kernel: refuse work rather than fail every job

@@ -4,7 +4,8 @@
 same call as ``softlabel soften``, then writes the preview and a provenance JSON. Every
 output is written to a hidden temporary name and renamed, provenance last, so a reader never
 sees a partial file and "provenance exists" means "finished". Progress goes to the RQ job's
-meta as ``{"stage": ..., "fraction": ...}``.
+meta as ``{"stage": ..., "fraction": ...}``. A stop request ends the job at the next stage
+boundary or engine checkpoint (``worker.jobs.stop``), and the job then removes its outputs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rq.job import Job
 
 from .. import __version__
 from ..engine.backend import device_pool_bytes, release_device_memory, resolve_backend, to_host
+from ..engine.checkpoint import Checkpoint, no_checkpoint
 from ..engine.errors import InputError
 from ..engine.io.atomic import write_json_atomic
 from ..engine.io.files import file_record, remove_partials
@@ -32,7 +34,7 @@ from .contract import SoftenJobPayload
 from .metrics import record_job_timings
 from .recovery import job_lease
 from .settings import BACKEND_ENV, WorkerSettings
-from .stop import JobStopped, stop_requested
+from .stop import JobStopped, StopCheck
 
 ENGINE_SHARE = 0.95  # fraction of a job's progress given to soften_files; the preview takes the rest
 
@@ -42,18 +44,25 @@ class _Reporter:
 
     def __init__(self, job: Job | None) -> None:
         self.job = job
+        self.stop_check = StopCheck(job.connection, job.id) if job is not None else None
         if job is not None:
             job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
             job.meta.pop("error", None)
             job.meta["progress"] = {"stage": "started", "fraction": 0.0}
             job.save_meta()
 
+    @property
+    def checkpoint(self) -> Checkpoint:
+        """The engine's checkpoint: raises JobStopped once someone asked the job to stop."""
+        return self.stop_check if self.stop_check is not None else no_checkpoint
+
     def progress(self, stage: str, fraction: float) -> None:
         """Record the stage reached; raises JobStopped if someone asked the job to stop."""
-        if self.job is not None:
+        if self.job is not None and self.stop_check is not None:
+            self.stop_check.stage = stage
             # "done" comes after the provenance record: the job has finished, too late to stop.
-            if stage != "done" and stop_requested(self.job.connection, self.job.id):
-                raise JobStopped(f"stopped on request at stage {stage!r}")
+            if stage != "done":
+                self.stop_check.check()
             self.job.meta["progress"] = {"stage": stage, "fraction": round(fraction, 4)}
             self.job.save_meta()
 
@@ -74,7 +83,8 @@ def soften_study(payload: dict[str, Any]) -> dict[str, Any]:
         try:
             summary = run_soften_job(
                 spec, backend=os.environ.get(BACKEND_ENV, "auto"), progress=reporter.progress,
-                job_id=job.id if job else None, attempt=int(job.meta["attempts"]) if job else 1,
+                checkpoint=reporter.checkpoint, job_id=job.id if job else None,
+                attempt=int(job.meta["attempts"]) if job else 1,
             )  # fmt: skip
         except (InputError, JobStopped) as exc:
             reporter.fail(str(exc), retry=False)
@@ -96,10 +106,15 @@ def run_soften_job(
     *,
     backend: str = "auto",
     progress: ProgressFn | None = None,
+    checkpoint: Checkpoint = no_checkpoint,
     job_id: str | None = None,
     attempt: int = 1,
 ) -> dict[str, Any]:
-    """Soften, preview and record one study; skips the work when an identical result exists."""
+    """Soften, preview and record one study; skips the work when an identical result exists.
+
+    progress: called as each stage starts and ends; checkpoint: the engine's, within the
+    stages. Either may raise JobStopped, which removes every output and is raised again.
+    """
     out = spec.outputs
     report = progress or (lambda stage, fraction: None)
     remove_partials([out.soft, out.superpixels, out.preview, out.provenance])
@@ -116,6 +131,7 @@ def run_soften_job(
             spec.image_paths, spec.label_path, out.soft, config=spec.config, num_classes=spec.num_classes,
             superpixels_out=out.superpixels if with_superpixels else None, backend=backend,
             max_voxels=spec.max_voxels, progress=lambda stage, fraction: report(stage, fraction * ENGINE_SHARE),
+            checkpoint=checkpoint,
         )  # fmt: skip
         timings = dict(result.timings_s)
         report("preview", ENGINE_SHARE)
@@ -123,14 +139,14 @@ def run_soften_job(
         _write_preview(spec, result)
         timings["preview"] = time.perf_counter() - preview_start
     except JobStopped:
-        _remove_outputs(spec)  # none of them is a result without this run's provenance record
+        discard_outputs(spec)  # none of them is a result without this run's provenance record
         release_device_memory(resolve_backend(backend))  # the stopped run's arrays are garbage now
         raise
     ran_on = result.backend
     del result  # drop the device arrays before the pool is emptied
     release_device_memory(ran_on)
     if not Path(spec.label_path).exists():  # the study was deleted while this job ran
-        _remove_outputs(spec)
+        discard_outputs(spec)
         return {"discarded": True}
     timings["total"] = time.perf_counter() - start
     outputs = {"soft": file_record(out.soft), "preview": file_record(out.preview)}
@@ -153,11 +169,13 @@ def run_soften_job(
     return _summary(record, reused=False)
 
 
-def _remove_outputs(spec: SoftenJobPayload) -> None:
-    """Delete this study's outputs, a stale provenance record included."""
+def discard_outputs(spec: SoftenJobPayload) -> None:
+    """Delete this study's outputs, a stale provenance record and temporary files included."""
     out = spec.outputs
-    for path in (out.soft, out.superpixels, out.preview, out.provenance):
+    paths = [out.soft, out.superpixels, out.preview, out.provenance]
+    for path in paths:
         Path(path).unlink(missing_ok=True)
+    remove_partials(paths)
 
 
 def _read_record(path: str) -> dict[str, Any] | None:

@@ -37,5 +37,5 @@ def retry_job(job_id: JobId, storage: StorageDep, queue: QueueDep, settings: Set
     "/{job_id}", response_model=JobPublic, status_code=202, dependencies=[WriteScope], responses=errors(*PATH_IDS, 409)
 )
 def cancel_job(job_id: JobId, connection: RedisDep) -> JobPublic:
-    """Cancel a queued job, or stop a running one (at once on a forking worker, else at its next stage)."""
+    """Cancel a queued job, or stop a running one (at once on a forking worker, else at its next checkpoint)."""
     return ls.stop_job(connection, job_id)

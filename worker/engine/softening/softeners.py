@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from ..backend import array_module, backend_of, cpu_threads, ndimage_module
+from ..checkpoint import Checkpoint, for_each, no_checkpoint
 from ..config import SofteningConfig
 from .superpixel_soft import one_hot, stored_one_hot, superpixel_soft_labels
 
@@ -20,31 +20,32 @@ def label_smoothing(label: Any, *, num_classes: int, eps: float) -> Any:
     return one_hot(label, num_classes=num_classes) * (1 - eps) + eps / num_classes
 
 
-def gaussian_soft_labels(label: Any, *, num_classes: int, sigma_vox: Sequence[float]) -> Any:
+def gaussian_soft_labels(
+    label: Any, *, num_classes: int, sigma_vox: Sequence[float], checkpoint: Checkpoint = no_checkpoint
+) -> Any:
     """Engelen et al.: each one-hot channel blurred by a Gaussian of per-axis std ``sigma_vox``.
 
     The image edge is extended by its nearest value, so the K channels still sum to 1.
+    checkpoint: called before each class (:mod:`softlabel.worker.engine.checkpoint`).
     """
     ndi = ndimage_module(backend_of(label))
     return _filter_one_hot(
-        label, num_classes, lambda channel: ndi.gaussian_filter(channel, sigma_vox, mode="nearest", truncate=GAUSSIAN_TRUNCATE)
-    )
+        label, num_classes,
+        lambda channel: ndi.gaussian_filter(channel, sigma_vox, mode="nearest", truncate=GAUSSIAN_TRUNCATE), checkpoint,
+    )  # fmt: skip
 
 
-def _filter_one_hot(label: Any, num_classes: int, filter_channel: Callable[[Any], Any]) -> Any:
-    """The one-hot label with ``filter_channel`` applied to each class channel, in place: in
-    threads on the CPU (SciPy's filters release the GIL), one after the other on the GPU."""
+def _filter_one_hot(label: Any, num_classes: int, filter_channel: Callable[[Any], Any], checkpoint: Checkpoint) -> Any:
+    """The one-hot label with ``filter_channel`` applied to each class channel, in place, a
+    checkpoint before each: in threads on the CPU (SciPy's filters release the GIL), one after
+    the other on the GPU."""
     soft = one_hot(label, num_classes=num_classes)
 
     def filter_class(c: int) -> None:
         soft[..., c] = filter_channel(soft[..., c])
 
-    if backend_of(label) == "cpu":
-        with ThreadPoolExecutor(max_workers=cpu_threads()) as pool:
-            list(pool.map(filter_class, range(num_classes)))
-    else:
-        for c in range(num_classes):
-            filter_class(c)
+    threads = cpu_threads() if backend_of(label) == "cpu" else 1
+    for_each(filter_class, range(num_classes), threads=threads, checkpoint=checkpoint)
     return soft
 
 
@@ -63,14 +64,15 @@ def svls_kernel(ndim: int, sigma: float) -> np.ndarray:
     return weights / weights.sum()
 
 
-def svls_soft_labels(label: Any, *, num_classes: int, sigma: float) -> Any:
+def svls_soft_labels(label: Any, *, num_classes: int, sigma: float, checkpoint: Checkpoint = no_checkpoint) -> Any:
     """Spatially varying label smoothing: each one-hot channel correlated with
     :func:`svls_kernel`; the image edge is extended by its nearest value, so the K channels
-    still sum to 1. float32 (X, Y[, Z], K) on the label's device."""
+    still sum to 1. float32 (X, Y[, Z], K) on the label's device. checkpoint: called before
+    each class."""
     backend = backend_of(label)
     ndi, xp = ndimage_module(backend), array_module(backend)
     kernel = xp.asarray(svls_kernel(label.ndim, sigma), dtype=xp.float32)
-    return _filter_one_hot(label, num_classes, lambda channel: ndi.correlate(channel, kernel, mode="nearest"))
+    return _filter_one_hot(label, num_classes, lambda channel: ndi.correlate(channel, kernel, mode="nearest"), checkpoint)
 
 
 def sum_to_one(soft: Any) -> Any:
@@ -89,6 +91,7 @@ def soften_label(
     spacing_mm: Sequence[float],
     superpixels: Any | None = None,
     as_stored: bool = False,
+    checkpoint: Checkpoint = no_checkpoint,
 ) -> Any:
     """Soft labels for ``label`` by ``config.method``; float32 (X, Y[, Z], K) on the label's device.
 
@@ -97,7 +100,8 @@ def soften_label(
     as_stored: return ``config.dtype``'s stored form where it is computed directly, with no
     float32 (X, Y[, Z], K) array: uint8 ``rint(255 q)`` for the hard and superpixel methods on
     the CPU without ``normalize`` (float32 otherwise; ``io.nifti.quantize_soft_labels`` takes
-    either).
+    either). checkpoint: called before each class of the gaussian, SVLS and superpixel methods
+    (:mod:`softlabel.worker.engine.checkpoint`); the others take one pass over the volume.
     """
     if len(spacing_mm) != label.ndim:
         raise ValueError(f"spacing_mm: expected {label.ndim} values, got {len(spacing_mm)}")
@@ -110,13 +114,14 @@ def soften_label(
         soft = label_smoothing(label, num_classes=num_classes, eps=config.eps)
     elif config.method == "gaussian":
         sigma_vox = [config.sigma / s for s in spacing_mm] if in_mm else [config.sigma] * label.ndim
-        soft = gaussian_soft_labels(label, num_classes=num_classes, sigma_vox=sigma_vox)
+        soft = gaussian_soft_labels(label, num_classes=num_classes, sigma_vox=sigma_vox, checkpoint=checkpoint)
     elif config.method == "svls":
-        soft = svls_soft_labels(label, num_classes=num_classes, sigma=config.sigma)
+        soft = svls_soft_labels(label, num_classes=num_classes, sigma=config.sigma, checkpoint=checkpoint)
     else:
         if superpixels is None:
             raise ValueError("superpixels: expected a superpixel map for method 'superpixel', got None")
         soft = superpixel_soft_labels(
-            label, superpixels, num_classes=num_classes, spacing=spacing_mm if in_mm else None, dtype=dtype
+            label, superpixels, num_classes=num_classes, spacing=spacing_mm if in_mm else None, dtype=dtype,
+            checkpoint=checkpoint,
         )
     return sum_to_one(soft) if config.normalize else soft

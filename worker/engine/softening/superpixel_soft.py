@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from ..backend import array_module, backend_of, cpu_threads, to_host
 from ..boundaries import face_boundary, label_boundaries
+from ..checkpoint import Checkpoint, for_each, no_checkpoint
 from . import soften_cpu
 from .distance_transform import DistanceFn, distance_to_features, reference_distance_to_features
 
@@ -119,6 +119,7 @@ def superpixel_soft_labels(
     restrict: bool = True,
     threads: int | None = None,
     dtype: str = "float32",
+    checkpoint: Checkpoint = no_checkpoint,
 ) -> Any:
     """Soft labels from a label map and a superpixel map (SPEC section 1, step 3).
 
@@ -131,6 +132,8 @@ def superpixel_soft_labels(
     Returns float32 (X, Y[, Z], K) on the input's device: q_c inside superpixels mixed for c, the
     one-hot label elsewhere; K channels, not renormalised. dtype "uint8" (CPU, restrict=True
     only) returns the stored form ``rint(255 q)`` instead, computed without the float32 array.
+    checkpoint: called before each class's distance transform, on either backend
+    (:mod:`softlabel.worker.engine.checkpoint`).
     """
     if dtype == "uint8" and not (restrict and backend_of(label) == "cpu"):
         raise ValueError("dtype: 'uint8' soft labels are computed on the CPU with restrict=True only")
@@ -141,15 +144,20 @@ def superpixel_soft_labels(
     backend = backend_of(label)
     soft = stored_one_hot(label, num_classes=num_classes) if dtype == "uint8" else one_hot(label, num_classes=num_classes)
     if restrict and backend == "cpu":
-        soften_restricted_cpu(soft, label, superpixels, num_classes=num_classes, spacing=spacing, threads=threads)
+        soften_restricted_cpu(
+            soft, label, superpixels, num_classes=num_classes, spacing=spacing, threads=threads, checkpoint=checkpoint
+        )
     else:
-        soften_by_arrays(soft, label, superpixels, num_classes=num_classes, spacing=spacing, restrict=restrict, threads=threads)
+        soften_by_arrays(
+            soft, label, superpixels, num_classes=num_classes, spacing=spacing, restrict=restrict, threads=threads,
+            checkpoint=checkpoint,
+        )  # fmt: skip
     return soft
 
 
 def soften_by_arrays(
     soft: Any, label: Any, superpixels: Any, *, num_classes: int, spacing: Sequence[float] | None,
-    restrict: bool, threads: int | None,
+    restrict: bool, threads: int | None, checkpoint: Checkpoint = no_checkpoint,
 ) -> None:  # fmt: skip
     """Overwrite ``soft`` (the one-hot label) with q_c in the mixed superpixels, by array
     operations that run on NumPy and CuPy: the GPU's path, and the naive method's."""
@@ -171,12 +179,12 @@ def soften_by_arrays(
             crop = tuple(slice(0, n) for n in label.shape)
         _soften_class_in_crop(soft, label, superpixels, mixed[:, c], c, crop, spacing, distance)
 
-    _for_each_class(soften_class, classes, threads=threads if backend == "cpu" else 1)
+    _for_each_class(soften_class, classes, threads=threads if backend == "cpu" else 1, checkpoint=checkpoint)
 
 
 def soften_restricted_cpu(
     soft: np.ndarray, label: np.ndarray, superpixels: np.ndarray, *, num_classes: int,
-    spacing: Sequence[float] | None, threads: int | None,
+    spacing: Sequence[float] | None, threads: int | None, checkpoint: Checkpoint = no_checkpoint,
 ) -> None:  # fmt: skip
     """The restricted method with the compiled CPU kernels of ``worker.engine.softening.soften_cpu``: the same
     boxes and numbers as :func:`soften_by_arrays`, without full-size temporaries. ``soft``:
@@ -209,7 +217,7 @@ def soften_restricted_cpu(
             as_3d(soft[..., c]), label3, superpixels3, mixed[:, c], c, start, stop, steps, scratch.sq
         )
 
-    _for_each_class(soften_class, classes, threads=threads)
+    _for_each_class(soften_class, classes, threads=threads, checkpoint=checkpoint)
 
 
 def _check_ids(name: str, ids: np.ndarray, *, low: int, high: int | None) -> None:
@@ -231,16 +239,10 @@ def _class_box(
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
-def _for_each_class(work: Callable[[int], None], classes: list[int], *, threads: int | None) -> None:
-    """Run ``work`` per class, in a thread pool when there are several (the kernels release the GIL).
-    threads None: :func:`worker.engine.backend.cpu_threads`."""
-    threads = cpu_threads() if threads is None else threads
-    if len(classes) > 1 and threads > 1:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(work, classes))
-    else:
-        for c in classes:
-            work(c)
+def _for_each_class(work: Callable[[int], None], classes: list[int], *, threads: int | None, checkpoint: Checkpoint) -> None:
+    """Run ``work`` per class after a checkpoint, in a thread pool when there are several (the
+    kernels release the GIL). threads None: :func:`worker.engine.backend.cpu_threads`."""
+    for_each(work, classes, threads=cpu_threads() if threads is None else threads, checkpoint=checkpoint)
 
 
 def _soften_class_in_crop(

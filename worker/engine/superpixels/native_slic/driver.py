@@ -12,6 +12,7 @@ from types import ModuleType
 
 import numpy as np
 
+from ...checkpoint import Checkpoint, no_checkpoint
 from . import cpu
 from .grid import SlicGrid, array_module_of, make_grid
 
@@ -21,7 +22,7 @@ BACKENDS = ("cpu", "gpu")
 def native_slic(image, *, n_segments: int, compactness: float,
                 spacing: tuple[float, ...] | None = None, max_num_iter: int = 10,
                 mask=None, enforce_connectivity: bool = True,
-                min_size_factor: float = 0.5, backend: str = "cpu"):
+                min_size_factor: float = 0.5, backend: str = "cpu", checkpoint: Checkpoint = no_checkpoint):
     """SLIC superpixels: each centre competes for the voxels within one grid step of its seed.
 
     Parameters
@@ -56,6 +57,10 @@ def native_slic(image, *, n_segments: int, compactness: float,
     backend : {"cpu", "gpu"}
         Where to run; must match the array type of ``image``: C extensions on the CPU,
         CUDA kernels on the GPU.
+    checkpoint : callable
+        Called before each assignment, each centre update and the connectivity pass (the
+        same calls on every backend); raising abandons the computation
+        (:mod:`softlabel.worker.engine.checkpoint`).
 
     Returns
     -------
@@ -75,12 +80,13 @@ def native_slic(image, *, n_segments: int, compactness: float,
     steps = _steps_for(image, backend)
     return slic_with(steps, image, n_segments=n_segments, compactness=compactness, spacing=spacing,
                      max_num_iter=max_num_iter, mask=mask, enforce_connectivity=enforce_connectivity,
-                     min_size_factor=min_size_factor)
+                     min_size_factor=min_size_factor, checkpoint=checkpoint)
 
 
 def slic_with(steps: ModuleType, image, *, n_segments: int, compactness: float,
               spacing: tuple[float, ...] | None = None, max_num_iter: int = 10, mask=None,
-              enforce_connectivity: bool = True, min_size_factor: float = 0.5):
+              enforce_connectivity: bool = True, min_size_factor: float = 0.5,
+              checkpoint: Checkpoint = no_checkpoint):
     """:func:`native_slic` with the given step functions: :mod:`.cpu`, :mod:`.gpu`, or the
     NumPy twin :mod:`.reference` (which the tests and benchmarks compare against)."""
     image, mask, spacing = _checked(image, mask, spacing, n_segments, compactness,
@@ -90,8 +96,9 @@ def slic_with(steps: ModuleType, image, *, n_segments: int, compactness: float,
     image3 = image.reshape(grid.shape + image.shape[-1:])
     mask3 = None if mask is None else mask.reshape(grid.shape)
     weight = np.float32((compactness / grid.step_mm) ** 2)
-    labels = run_kmeans(steps, image3, mask3, grid, weight, int(max_num_iter))
+    labels = run_kmeans(steps, image3, mask3, grid, weight, int(max_num_iter), checkpoint=checkpoint)
     if enforce_connectivity:
+        checkpoint()
         n_valid = labels.size if mask is None else int(mask.sum())
         min_size = int(min_size_factor * n_valid / grid.n_centres)
         labels = steps.enforce_connectivity(labels, min_size)
@@ -101,19 +108,23 @@ def slic_with(steps: ModuleType, image, *, n_segments: int, compactness: float,
 
 
 def run_kmeans(impl: ModuleType, image, mask, grid: SlicGrid, weight: np.float32,
-               max_num_iter: int):
+               max_num_iter: int, *, checkpoint: Checkpoint = no_checkpoint):
     """Iterate assignment and centre update; returns the last assignment.
 
     Arrays in the canonical 3D layout of :mod:`.reference`, on the device of
     ``impl``. Returns ``(n0, n1, n2)`` int32 centre indices (-1 off the mask).
+    ``checkpoint`` is called before each step: on the GPU each assignment ends by reading its
+    change flag back, so no more than one step's kernels are queued when it is called.
     """
     xp = array_module_of(image)
     centres = xp.asarray(grid.initial_centres(image.shape[-1]))
     labels = xp.full(grid.shape, -1, dtype=np.int32)
     for it in range(max_num_iter):
+        checkpoint()
         changed = impl.assign(image, mask, centres, grid, weight, labels)
         if not changed or it == max_num_iter - 1:
             break
+        checkpoint()
         centres = impl.update_centres(image, labels, centres)
     return labels
 
