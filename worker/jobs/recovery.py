@@ -29,7 +29,7 @@ from .contract import LEASE_KEY, RECOVERING_KEY
 
 log = logging.getLogger(__name__)
 
-RECOVERING_LOCK_S = 30  # seconds
+RECOVERING_LOCK_S = 30  # seconds; bounds the lock of a worker that dies while recovering a job
 
 
 def lease_holder() -> str:
@@ -75,26 +75,44 @@ def requeue_abandoned(connection: redis.Redis, queues: Sequence[Queue], *, lease
     """Requeue started jobs whose lease expired (their process died); returns their ids."""
     recovered = []
     for queue in queues:
-        registry = queue.started_job_registry
         entries: dict[str, list[str]] = {}
-        for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
+        for job_id, execution_id in queue.started_job_registry.get_job_and_execution_ids(cleanup=False):
             entries.setdefault(job_id, []).append(f"{job_id}:{execution_id}")
         for job_id, keys in entries.items():
-            if connection.exists(LEASE_KEY.format(job_id=job_id)):
+            if _abandoned(connection, queue, job_id, keys, lease_ttl_s=lease_ttl_s) is None:
+                continue
+            lock = RECOVERING_KEY.format(job_id=job_id)
+            if not connection.set(lock, lease_holder(), nx=True, ex=RECOVERING_LOCK_S):
                 continue
             try:
-                job = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
-            except NoSuchJobError:
-                continue
-            # A job that has only just started may not hold its lease yet.
-            if job.get_status() != JobStatus.STARTED or _age_s(job.started_at) < lease_ttl_s:
-                continue
-            if not connection.set(RECOVERING_KEY.format(job_id=job_id), lease_holder(), nx=True, ex=RECOVERING_LOCK_S):
-                continue
-            _recover(connection, queue, job, keys, max_recoveries=max_recoveries)
+                # Again under the lock: another worker may have recovered it since the scan began.
+                job = _abandoned(connection, queue, job_id, keys, lease_ttl_s=lease_ttl_s)
+                if job is None:
+                    continue
+                _recover(connection, queue, job, keys, max_recoveries=max_recoveries)
+            finally:
+                # Held only while recovering: a job whose next worker dies soon after is recovered
+                # again once that lease expires, not once a lock outlives it.
+                connection.delete(lock)
             _forget_worker(connection, job.worker_name)
             recovered.append(job_id)
     return recovered
+
+
+def _abandoned(connection: redis.Redis, queue: Queue, job_id: str, registry_keys: list[str], *, lease_ttl_s: int) -> Job | None:
+    """The job, if these started-registry entries of it are still there and its lease is gone."""
+    if connection.exists(LEASE_KEY.format(job_id=job_id)):
+        return None
+    if not any(connection.zscore(queue.started_job_registry.key, key) is not None for key in registry_keys):
+        return None
+    try:
+        job = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
+    except NoSuchJobError:
+        return None
+    # A job that has only just started may not hold its lease yet.
+    if job.get_status() != JobStatus.STARTED or _age_s(job.started_at) < lease_ttl_s:
+        return None
+    return job
 
 
 def _forget_worker(connection: redis.Redis, name: str | None) -> None:

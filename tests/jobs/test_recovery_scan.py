@@ -1,0 +1,60 @@
+"""Crash recovery's scan on a real Redis: a job abandoned by its worker is requeued once per
+death, however soon it dies again (found by the chaos run, bench/chaos.py)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from softlabel.worker.jobs.recovery import requeue_abandoned
+from softlabel.worker.jobs.rq_worker import InProcessWorker
+
+pytestmark = pytest.mark.redis
+
+LEASE_TTL_S = 1
+
+
+def take_and_die(connection: redis.Redis, queue: Queue) -> str:
+    """What a worker that takes the next job and is then SIGKILLed leaves behind: the job started,
+    in the started registry, and no lease (the job function never ran)."""
+    worker = InProcessWorker([queue], connection=connection, serializer=JSONSerializer, name=f"doomed-{uuid.uuid4().hex[:6]}")
+    worker.register_birth()
+    job, _ = worker.dequeue_job_and_maintain_ttl(timeout=1)
+    worker.prepare_execution(job)
+    worker.prepare_job_execution(job)
+    return job.id
+
+
+def scan(connection: redis.Redis, queue: Queue) -> list[str]:
+    time.sleep(LEASE_TTL_S + 0.1)  # the scan leaves jobs younger than the lease TTL alone
+    return requeue_abandoned(connection, [queue], lease_ttl_s=LEASE_TTL_S, max_recoveries=3)
+
+
+def test_a_job_whose_worker_dies_again_soon_is_requeued_again(redis_url: str) -> None:
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue(f"recovery-{uuid.uuid4().hex[:6]}", connection=connection, serializer=JSONSerializer)
+    job_id = queue.enqueue("builtins.len", [1]).id
+
+    assert take_and_die(connection, queue) == job_id
+    assert scan(connection, queue) == [job_id]
+    assert queue.job_ids == [job_id]
+    # Its next worker dies too, well within the 30 s the recovery lock used to outlive the recovery.
+    assert take_and_die(connection, queue) == job_id
+    assert scan(connection, queue) == [job_id]
+    assert queue.job_ids == [job_id]
+    assert queue.fetch_job(job_id).meta["recoveries"] == 2
+
+
+def test_a_scan_that_finds_nothing_abandoned_requeues_nothing(redis_url: str) -> None:
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue(f"recovery-{uuid.uuid4().hex[:6]}", connection=connection, serializer=JSONSerializer)
+    job_id = queue.enqueue("builtins.len", [1]).id
+    take_and_die(connection, queue)
+    assert scan(connection, queue) == [job_id]
+    assert scan(connection, queue) == []  # queued again, not started: nothing to recover
+    assert queue.job_ids == [job_id]
