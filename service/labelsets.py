@@ -153,10 +153,15 @@ def queue_studies(
 
 
 def study_states(storage: Storage, connection: redis.Redis, labelset: Labelset, cases: list[str]) -> list[StudyState]:
-    """The state of each case in this labelset (one Redis round trip)."""
-    finished = finished_cases(storage, labelset.dataset_id, labelset.name)
+    """The state of each case in this labelset (one Redis round trip).
+
+    The jobs are read before the results are listed: a job writes its result before RQ records
+    it as finished, so a job read as finished always has its result in the later listing. The
+    other order counted a study whose job finished in between as missing.
+    """
     ids = [jobs.job_id_for(labelset.dataset_id, labelset.name, case) for case in cases]
     current = jobs.fetch_jobs(connection, ids)
+    finished = finished_cases(storage, labelset.dataset_id, labelset.name)
     return [
         StudyState(case, jobs.study_status(finished=case in finished, job=current[job_id]), job_id, current[job_id])
         for case, job_id in zip(cases, ids)
