@@ -23,7 +23,9 @@ seconds and Redis restarted once; then every result is checked against the engin
    - mismatches: studies whose soft labels, downloaded through the API, differ from those of
      ``soften_files`` (what ``softlabel soften`` calls) on the same input files in this process:
      the stored arrays, their dtype, scaling and affine, exactly;
-   - partial files: hidden temporary files left in the labelset folder.
+   - partial files: hidden temporary files left in the labelset folder;
+   - polls with missing: looks at the labelset during the run that counted a study as
+     ``missing`` (no study is ever deleted here, so each is a wrong state).
 
 Counting completions so that kills cannot hide one: a run of the job that completes ends by
 renaming its provenance record into place (``<case>.json``, written last by
@@ -184,6 +186,8 @@ class Chaos:
     redis_restarts: int = 0
     redis_down_s: float = 0.0
     stuck: bool = False
+    polls: int = 0
+    polls_with_missing: int = 0  # looks at the labelset that counted a study as missing
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -233,6 +237,8 @@ def run_chaos(
         except (ApiError, httpx.HTTPError):  # Redis restarting: the API answers 503
             continue
         chaos.counts = state["counts"]
+        chaos.polls += 1
+        chaos.polls_with_missing += chaos.counts["missing"] > 0
         log(f"{now - start:6.1f} s: {chaos.counts}")
         if not chaos.redis_restarts and chaos.counts["finished"] >= studies / 2:
             down = time.monotonic()
@@ -364,7 +370,8 @@ def chaos_run(args: argparse.Namespace, root: Path) -> dict:
         "completions": sum(renames[f"{c}.json"] for c in cases),
         "lost": len(lost), "duplicated": len(duplicated), "mismatches": len(mismatches),
         "partial_files": len(partials), "unexpected_files": len(unexpected), "stuck": chaos.stuck, "inotify_overflowed": counter.overflowed,
-        "unobserved": len(unobserved), "final_counts": chaos.counts,
+        "unobserved": len(unobserved), "polls": chaos.polls, "polls_with_missing": chaos.polls_with_missing,
+        "final_counts": chaos.counts,
         "cases": {"lost": lost[:20], "duplicated": duplicated[:20], "mismatches": mismatches[:20], "partials": partials[:20],
                   "unexpected": unexpected[:20]},
     }  # fmt: skip
@@ -391,7 +398,10 @@ def main() -> None:
     print(json.dumps(record, indent=2))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(record, indent=2) + "\n")
-    checks = ("lost", "duplicated", "mismatches", "partial_files", "unexpected_files", "stuck", "inotify_overflowed", "unobserved")
+    checks = (
+        "lost", "duplicated", "mismatches", "partial_files", "unexpected_files", "stuck", "inotify_overflowed", "unobserved",
+        "polls_with_missing",
+    )  # fmt: skip
     sys.exit(1 if any(record[check] for check in checks) else 0)
 
 

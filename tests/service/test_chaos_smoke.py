@@ -30,7 +30,7 @@ def test_the_chaos_smoke_run_loses_duplicates_and_mismatches_nothing(tmp_path: P
     assert record["partial_files"] == record["unexpected_files"] == record["unobserved"] == 0, record
     assert record["completions"] == 40 and record["final_counts"]["finished"] == 40, record
     assert record["kills"] >= 1 and record["redis_restarts"] == 1, record
-    assert not record["stuck"] and not record["inotify_overflowed"], record
+    assert not record["stuck"] and not record["inotify_overflowed"] and record["polls_with_missing"] == 0, record
 
 
 def test_the_rename_counter_sees_a_second_completion(tmp_path: Path) -> None:
