@@ -18,7 +18,7 @@ seconds and Redis restarted once; then every result is checked against the engin
    writes its append-only file; then started again on the same files and socket).
 4. The workers are stopped (warm shutdown) and the run is checked:
    - lost: studies that are not ``finished`` in the labelset (failed, missing, or still queued
-     or running at ``--timeout``) or lack their soft labels;
+     or running at ``--timeout``) or lack one of their four outputs;
    - duplicated: studies whose job ran to completion more than once (below);
    - mismatches: studies whose soft labels, downloaded through the API, differ from those of
      ``soften_files`` (what ``softlabel soften`` calls) on the same input files in this process:
@@ -305,6 +305,8 @@ def mismatched(studies: list[Study], downloaded: Path, reference: Path) -> list[
 
 
 def chaos_run(args: argparse.Namespace, root: Path) -> dict:
+    """The whole run in ``root`` (studies, data directory, logs, downloads); returns the record.
+    ``wall_s`` runs from the labelset's creation (the workers start then) until they stopped."""
     rng = random.Random(args.seed)
     studies = make_studies(root / "studies", args.studies)
     data = root / "data"
