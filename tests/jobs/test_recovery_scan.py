@@ -58,3 +58,34 @@ def test_a_scan_that_finds_nothing_abandoned_requeues_nothing(redis_url: str) ->
     assert scan(connection, queue) == [job_id]
     assert scan(connection, queue) == []  # queued again, not started: nothing to recover
     assert queue.job_ids == [job_id]
+
+
+def test_a_job_whose_worker_died_between_taking_and_starting_it_is_requeued(redis_url: str) -> None:
+    """RQ moves a dequeued job to an intermediate list and marks it started a moment later; a
+    worker that dies in between (in the chaos run: Redis restarting at that moment) left it
+    there, in no queue, until RQ's maintenance about 7 minutes later."""
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue(f"recovery-{uuid.uuid4().hex[:6]}", connection=connection, serializer=JSONSerializer)
+    job_id = queue.enqueue("builtins.len", [1]).id
+    worker = InProcessWorker([queue], connection=connection, serializer=JSONSerializer)
+    assert worker.dequeue_job_and_maintain_ttl(timeout=1)[0].id == job_id  # and dies here
+    assert queue.job_ids == [] and queue.intermediate_queue.get_job_ids() == [job_id]
+
+    assert requeue_abandoned(connection, [queue], lease_ttl_s=LEASE_TTL_S, max_recoveries=3) == []  # first sighting
+    assert scan(connection, queue) == [job_id]
+    assert queue.job_ids == [job_id] and queue.intermediate_queue.get_job_ids() == []
+    assert queue.fetch_job(job_id).meta["recoveries"] == 1
+
+
+def test_a_job_taken_and_started_is_left_to_its_worker(redis_url: str) -> None:
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue(f"recovery-{uuid.uuid4().hex[:6]}", connection=connection, serializer=JSONSerializer)
+    job_id = queue.enqueue("builtins.len", [1]).id
+    worker = InProcessWorker([queue], connection=connection, serializer=JSONSerializer)
+    job, _ = worker.dequeue_job_and_maintain_ttl(timeout=1)
+    assert requeue_abandoned(connection, [queue], lease_ttl_s=LEASE_TTL_S, max_recoveries=3) == []  # seen in transit
+    worker.prepare_execution(job)
+    worker.prepare_job_execution(job)  # started: from here its lease speaks for it
+    connection.set(f"softlabel:lease:{job_id}", "alive", ex=60)
+    assert scan(connection, queue) == []
+    assert queue.job_ids == []

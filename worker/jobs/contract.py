@@ -24,6 +24,7 @@ STOP_TTL_S = 24 * 3600  # a request outlives any job; enqueueing the id again cl
 # Liveness of running jobs: the job's process renews its lease (jobs/recovery.py).
 LEASE_KEY = "softlabel:lease:{job_id}"
 RECOVERING_KEY = "softlabel:recovering:{job_id}"  # one worker recovers a given job at a time
+IN_TRANSIT_KEY = "softlabel:in-transit:{job_id}"  # when a scan first saw the job dequeued but not started
 
 # Stage durations: workers add to one hash, the API's /metrics reads it. One field per counter:
 #     <stage>|<backend>|bucket|<le>   observations in (previous le, le], not cumulative

@@ -4,18 +4,22 @@ The process that runs a job (the worker itself, or with ``--fork`` its work hors
 ``softlabel:lease:<job id>`` every ``ttl / 3`` seconds. When that process
 dies (SIGKILL, OOM, lost node) the lease expires after ``ttl`` seconds; every worker scans its
 queues' StartedJobRegistry on start and every ``ttl / 2`` seconds and requeues such jobs at
-the front, at most ``max_recoveries`` times, then fails them. RQ's own cleanup of abandoned
-jobs (execution heartbeat plus 60 s, checked every maintenance interval) stays as a backstop.
+the front, at most ``max_recoveries`` times, then fails them. The same scan requeues jobs a
+worker took off the queue and died before starting (RQ's intermediate list), once they have
+sat there for ``ttl`` seconds. RQ's own cleanup of abandoned jobs (execution heartbeat plus
+60 s, checked every maintenance interval) stays as a backstop.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 
 import redis
@@ -25,11 +29,12 @@ from rq.job import Job, JobStatus
 from rq.job_lifecycle import record_job_failure
 from rq.worker_registration import unregister
 
-from .contract import LEASE_KEY, RECOVERING_KEY
+from .contract import IN_TRANSIT_KEY, LEASE_KEY, RECOVERING_KEY
 
 log = logging.getLogger(__name__)
 
 RECOVERING_LOCK_S = 30  # seconds; bounds the lock of a worker that dies while recovering a job
+IN_TRANSIT_KEY_MIN_TTL_S = 60  # seconds a job's first sighting in RQ's intermediate list is kept, at least
 
 
 def lease_holder() -> str:
@@ -72,24 +77,33 @@ def _age_s(moment: datetime | None) -> float:
 
 
 def requeue_abandoned(connection: redis.Redis, queues: Sequence[Queue], *, lease_ttl_s: int, max_recoveries: int) -> list[str]:
-    """Requeue started jobs whose lease expired (their process died); returns their ids."""
+    """Requeue jobs whose worker died: started jobs whose lease expired, and jobs taken off the
+    queue but never started (see :func:`_stranded`); returns their ids."""
     recovered = []
     for queue in queues:
         entries: dict[str, list[str]] = {}
         for job_id, execution_id in queue.started_job_registry.get_job_and_execution_ids(cleanup=False):
             entries.setdefault(job_id, []).append(f"{job_id}:{execution_id}")
-        for job_id, keys in entries.items():
-            if _abandoned(connection, queue, job_id, keys, lease_ttl_s=lease_ttl_s) is None:
+        checks: list[tuple[str, Callable[[], Job | None]]] = [
+            (job_id, functools.partial(_abandoned, connection, queue, job_id, keys, lease_ttl_s=lease_ttl_s))
+            for job_id, keys in entries.items()
+        ]
+        checks += [
+            (job_id, functools.partial(_stranded, connection, queue, job_id, lease_ttl_s=lease_ttl_s))
+            for job_id in queue.intermediate_queue.get_job_ids() if job_id not in entries
+        ]  # fmt: skip
+        for job_id, check in checks:
+            if check() is None:
                 continue
             lock = RECOVERING_KEY.format(job_id=job_id)
             if not connection.set(lock, lease_holder(), nx=True, ex=RECOVERING_LOCK_S):
                 continue
             try:
                 # Again under the lock: another worker may have recovered it since the scan began.
-                job = _abandoned(connection, queue, job_id, keys, lease_ttl_s=lease_ttl_s)
+                job = check()
                 if job is None:
                     continue
-                _recover(connection, queue, job, keys, max_recoveries=max_recoveries)
+                _recover(connection, queue, job, entries.get(job_id, []), max_recoveries=max_recoveries)
             finally:
                 # Held only while recovering: a job whose next worker dies soon after is recovered
                 # again once that lease expires, not once a lock outlives it.
@@ -97,6 +111,32 @@ def requeue_abandoned(connection: redis.Redis, queues: Sequence[Queue], *, lease
             _forget_worker(connection, job.worker_name)
             recovered.append(job_id)
     return recovered
+
+
+def _stranded(connection: redis.Redis, queue: Queue, job_id: str, *, lease_ttl_s: int) -> Job | None:
+    """The job, if a worker took it off the queue at least ``lease_ttl_s`` ago and never started it.
+
+    RQ moves a dequeued job to the queue's intermediate list and marks it started a moment
+    later; a worker that dies in between (SIGKILL, or Redis going away, as in a restart) leaves
+    it there, queued in name but in no queue. RQ's own cleanup of that list runs only at
+    maintenance, which an idle worker reaches after its blocking dequeue times out (about 7
+    minutes). The first scan that finds the job records when it did, keyed by the job's
+    ``enqueued_at``, so a later pass through the list (after a requeue) starts a new count.
+    """
+    if job_id not in queue.intermediate_queue.get_job_ids():
+        return None
+    try:
+        job = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
+    except NoSuchJobError:
+        return None
+    if job.get_status() != JobStatus.QUEUED:
+        return None
+    key, transit = IN_TRANSIT_KEY.format(job_id=job_id), str(job.enqueued_at)
+    seen = connection.get(key)
+    if seen is None or seen.decode().rsplit("|", 1)[0] != transit:
+        connection.set(key, f"{transit}|{time.time()}", ex=max(4 * lease_ttl_s, IN_TRANSIT_KEY_MIN_TTL_S))
+        return None
+    return job if time.time() - float(seen.decode().rsplit("|", 1)[1]) >= lease_ttl_s else None
 
 
 def _abandoned(connection: redis.Redis, queue: Queue, job_id: str, registry_keys: list[str], *, lease_ttl_s: int) -> Job | None:
@@ -133,8 +173,11 @@ def _recover(connection: redis.Redis, queue: Queue, job: Job, registry_keys: lis
     count = int(job.meta.get("recoveries", 0)) + 1
     job.meta["recoveries"] = count
     with connection.pipeline() as pipe:
-        pipe.multi()  # one transaction: out of the started registry and back in the queue, or failed
-        pipe.zrem(queue.started_job_registry.key, *registry_keys)
+        pipe.multi()  # one transaction: out of RQ's started registry and intermediate list, and back in the queue, or failed
+        if registry_keys:
+            pipe.zrem(queue.started_job_registry.key, *registry_keys)
+        pipe.lrem(queue.intermediate_queue_key, 0, job.id)
+        pipe.delete(IN_TRANSIT_KEY.format(job_id=job.id))
         if count > max_recoveries:
             job.meta["error"] = f"the worker running this job died {count} times; giving up"
             job.save(pipeline=pipe)
