@@ -7,7 +7,6 @@ spatial axes; they are written back as (H, W, 1[, K]) so every output is a 3D/4D
 
 from __future__ import annotations
 
-import io
 import shutil
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -22,14 +21,12 @@ import numpy as np
 try:  # ISA-L's zlib-compatible gzip: several times faster both ways (docs/performance.md)
     from isal import igzip as gzip_codec
     from isal.igzip import IGzipFile as GzipWriter
-    from isal.isal_zlib import decompressobj
     from isal.isal_zlib import error as GzipError
 
     GZIP_LEVEL_MAX = gzip_codec._COMPRESS_LEVEL_BEST
 except ImportError:  # the standard library's, where isal is not installed (the GPU check)
     import gzip as gzip_codec  # type: ignore[no-redef]
     from gzip import GzipFile as GzipWriter  # type: ignore[assignment]
-    from zlib import decompressobj  # type: ignore[assignment]
     from zlib import error as GzipError  # type: ignore[assignment]
 
     GZIP_LEVEL_MAX = 9
@@ -43,7 +40,6 @@ from .atomic import atomic_path
 SOFT_UINT8_SLOPE = 1.0 / 255.0  # scl_slope of uint8 soft labels: q = stored / 255
 GZIP_LEVEL = 1  # fastest deflate level; higher levels cost 2-3x the time for ~2x smaller files
 NIFTI1_DATA_OFFSET = 352  # 348-byte header + 4-byte extension flag (no extensions)
-GZIP_WBITS = 31  # zlib's window bits for a gzip stream (header and trailer)
 
 ChannelFn = Callable[[np.ndarray, int], None]  # on_channel(image, channel) of read_study
 
@@ -96,28 +92,17 @@ def _read_data(img: nib.Nifti1Image, path: Path, dtype: type | None = None, *, c
         proxy = img.dataobj
         spec = (proxy.shape, proxy.dtype, proxy.offset, proxy.slope, proxy.inter)
         if copy_to is not None:
-            plain = _gunzip(path, proxy.offset + int(np.prod(proxy.shape)) * proxy.dtype.itemsize)
-            copy_to.write_bytes(plain)
-            return np.asarray(nib.arrayproxy.ArrayProxy(io.BytesIO(plain), spec), dtype=dtype)
+            with gzip_codec.open(path, "rb") as fileobj:
+                head = fileobj.read(proxy.offset)
+                raw = nib.arrayproxy.ArrayProxy(fileobj, spec).get_unscaled()  # Fortran order, the file's dtype
+            with copy_to.open("wb") as out:
+                out.write(head)
+                out.write(np.asfortranarray(raw).reshape(-1, order="F").view(np.uint8))
+            return np.asarray(nib.volumeutils.apply_read_scaling(raw, proxy.slope, proxy.inter), dtype=dtype)
         with gzip_codec.open(path, "rb") as fileobj:
             return np.asarray(nib.arrayproxy.ArrayProxy(fileobj, spec), dtype=dtype)
     except _READ_ERRORS as exc:
         raise InputError(file=path, field="voxel data", expected="a complete, readable file", got=f"{type(exc).__name__}: {exc}") from None
-
-
-def _gunzip(path: Path, size: int) -> bytes:
-    """The first ``size`` bytes of a gzip file's content (gzip members one after another),
-    decompressing no more than that (a bomb's size is bounded by the checked header)."""
-    data, out = path.read_bytes(), bytearray()
-    while len(out) < size:
-        stream = decompressobj(GZIP_WBITS)
-        out += stream.decompress(data, size - len(out))
-        if len(out) >= size:
-            break
-        if not stream.eof or not stream.unused_data:
-            raise EOFError(f"the data ends {size - len(out)} bytes before the size its header declares")
-        data = stream.unused_data
-    return bytes(out)
 
 
 def _spatial(shape: Sequence[int]) -> tuple[int, ...]:
