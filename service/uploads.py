@@ -5,8 +5,9 @@ The engine's checks run on the uploaded files under their own names, so errors r
 checked (voxel count, dimensions) before any voxel data is decompressed. On any failure the
 scratch folder is removed and nothing is left in storage.
 
-Gzipped uploads are decompressed once: into uncompressed copies, where the voxels are checked,
-and which the jobs queued by the upload read instead of decompressing the files again
+When the dataset has labelsets and the files are stored as uploaded, each file is
+decompressed once: the checks write its uncompressed copy as they read it, and the jobs the
+upload queues read the copies instead of decompressing the files again
 (``layout.decoded_inputs``; docs/performance.md, "Service").
 """
 
