@@ -138,8 +138,8 @@ def prepare_study(
 ) -> PreparedStudy:
     """Save and validate one study in the scratch ``folder``; raises ApiError (4xx) on bad input.
 
-    decode: check the voxels in uncompressed copies and keep them, for the jobs this upload
-    queues (only when the files are stored as uploaded).
+    decode: write each file's uncompressed copy as its voxels are checked, for the jobs this
+    upload queues (only when the files are stored as uploaded).
     """
     image_paths = [save_upload(part, folder / f"image{i}") for i, part in enumerate(images)]
     label_path = save_upload(label, folder / "label")
