@@ -43,6 +43,20 @@ WORKER_READY_TIMEOUT_S = 120
 ENGINE_STAGES = ("read", "normalise", "superpixels", "soften", "write")
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used, waited-for children included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def stack_cpu_s(stack: EmbeddedStack) -> dict[str, float]:
+    """CPU seconds used so far by the stack's processes and by this one (the client)."""
+    return {
+        "api": process_cpu_s(stack.api.pid), "workers": sum(process_cpu_s(w.pid) for w in stack.workers),
+        "redis": process_cpu_s(stack.redis.process.pid) if stack.redis else 0.0, "client": time.process_time(),
+    }  # fmt: skip
+
+
 def make_studies(folder: Path, count: int) -> list[tuple[str, list[Path], Path]]:
     studies = []
     for index in range(count):
@@ -52,20 +66,21 @@ def make_studies(folder: Path, count: int) -> list[tuple[str, list[Path], Path]]
     return studies
 
 
-def engine_baseline(studies: list[tuple[str, list[Path], Path]], out: Path) -> list[float]:
-    """Seconds per study for soften_files with superpixels written, after one warm-up run."""
+def engine_baseline(studies: list[tuple[str, list[Path], Path]], out: Path) -> tuple[list[float], list[float]]:
+    """Seconds and CPU seconds per study for soften_files with superpixels written, after one warm-up run."""
     config = SofteningConfig()
     case, images, label = studies[0]
     soften_files(images, label, out / "warmup.nii.gz", config=config, num_classes=CLASSES, backend="cpu")
-    times = []
+    times, cpu = [], []
     for case, images, label in studies:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         soften_files(
             images, label, out / f"{case}.nii.gz", config=config, num_classes=CLASSES,
             superpixels_out=out / f"{case}_superpixels.nii.gz", backend="cpu",
         )  # fmt: skip
         times.append(time.perf_counter() - start)
-    return times
+        cpu.append(time.process_time() - start_cpu)
+    return times, cpu
 
 
 def _wait_for_workers(client: SoftlabelClient, stack: EmbeddedStack, count: int) -> None:
@@ -90,7 +105,7 @@ def service_run(studies: list[tuple[str, list[Path], Path]], workers: int, root:
             names = {"background": 0} | {f"class_{c}": c for c in range(1, CLASSES)}
             client.create_dataset(dataset_id="bench", name="bench", labels=names, channel_names={str(c): f"ch{c}" for c in range(CHANNELS)})
             client.create_labelset("bench", "sp")
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), stack_cpu_s(stack)
             for case, images, label in studies:
                 client.upload_study("bench", images=images, label=label, case_id=case)
             uploaded = time.perf_counter() - start
@@ -98,10 +113,14 @@ def service_run(studies: list[tuple[str, list[Path], Path]], workers: int, root:
             computed = time.perf_counter() - start
             client.download_labelset("bench", "sp", root / f"out-{workers}w")
             total = time.perf_counter() - start
+            cpu = {k: v - start_cpu[k] for k, v in stack_cpu_s(stack).items()}
         records = [json.loads(p.read_text()) for p in (data / "datasets/bench/labelsets/sp").glob("*.json")]
     return {
         "workers": workers, "wall_s": total, "uploads_done_s": uploaded, "jobs_done_s": computed,
         "per_study_s": total / len(studies), "studies_per_min": 60 * len(studies) / total,
+        "cpu_per_study_s": sum(cpu.values()) / len(studies),
+        "cpu_per_study_by_process_s": {k: v / len(studies) for k, v in cpu.items()},
+        "read_decoded_copies": sum(bool(r.get("read_decoded_copies")) for r in records),
         "job_total_s": statistics.median(r["timings_s"]["total"] for r in records),
         "job_preview_s": statistics.median(r["timings_s"]["preview"] for r in records),
         # What the job adds to soften_files (preview, hashes, provenance), as a share of it.
@@ -121,21 +140,32 @@ def main() -> None:
         root = Path(tmp)
         studies = make_studies(root / "studies", args.studies)
         (root / "engine").mkdir()
-        engine = engine_baseline(studies, root / "engine")
-        engine_median = statistics.median(engine)
+        engine, engine_cpu = engine_baseline(studies, root / "engine")
+        engine_median, engine_cpu_median = statistics.median(engine), statistics.median(engine_cpu)
         runs = [service_run(studies, workers, root) for workers in args.workers]
-    print(f"engine (soften_files, this process): median {engine_median:.2f} s/study over {len(engine)} studies")
-    print("| workers | wall (s) | s/study | vs engine | studies/min | uploads done (s) | job (s) | preview (s) | job overhead |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"engine (soften_files, this process): median {engine_median:.2f} s/study, {engine_cpu_median:.2f} CPU s/study "
+        f"over {len(engine)} studies; load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"
+    )
+    print(
+        "| workers | wall (s) | s/study | vs engine | studies/min | uploads done (s) | job (s) | preview (s) | job overhead "
+        "| CPU s/study | CPU vs engine |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for run in runs:
         overhead = run["per_study_s"] / engine_median - 1
         print(
             f"| {run['workers']} | {run['wall_s']:.1f} | {run['per_study_s']:.2f} | {overhead:+.1%} | "
             f"{run['studies_per_min']:.2f} | {run['uploads_done_s']:.1f} | {run['job_total_s']:.2f} | "
-            f"{run['job_preview_s']:.2f} | {run['job_overhead']:+.1%} |"
+            f"{run['job_preview_s']:.2f} | {run['job_overhead']:+.1%} | {run['cpu_per_study_s']:.2f} | "
+            f"{run['cpu_per_study_s'] / engine_cpu_median - 1:+.1%} |"
         )
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"engine_s": engine, "engine_median_s": engine_median, "runs": runs}, indent=2))
+    result = {
+        "engine_s": engine, "engine_median_s": engine_median, "engine_cpu_s": engine_cpu,
+        "engine_cpu_median_s": engine_cpu_median, "runs": runs,
+    }  # fmt: skip
+    args.json.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

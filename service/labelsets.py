@@ -113,6 +113,7 @@ def payload_for(storage: Storage, dataset: Dataset, labelset: Labelset, study: S
             preview=str(path(layout.preview(ds, name, case))), provenance=str(path(layout.provenance(ds, name, case))),
         ),
         max_voxels=settings.max_voxels,
+        decoded_inputs=str(path(decoded)) if storage.exists(decoded := layout.decoded_inputs(ds, name, case)) else None,
     )  # fmt: skip
 
 

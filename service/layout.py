@@ -12,6 +12,8 @@
     datasets/<dataset>/labelsets/<name>/<case>_superpixels.nii.gz  superpixel map
     datasets/<dataset>/labelsets/<name>/<case>_preview.png         preview picture
     datasets/<dataset>/labelsets/<name>/<case>.json                provenance, written last
+    datasets/<dataset>/labelsets/<name>/.inputs/<case>/            the upload's uncompressed copies of the inputs,
+                                                                   until the job has run (hard links, one set per labelset)
 
 Each dataset folder is a valid nnU-Net raw dataset. Ids, names and case ids match
 :data:`ID_PATTERN`, so no key can leave its folder.
@@ -88,6 +90,11 @@ def preview(dataset_id: str, name: str, case_id: str) -> str:
 
 def provenance(dataset_id: str, name: str, case_id: str) -> str:
     return f"{labelset_dir(dataset_id, name)}/{case_id}.json"
+
+
+def decoded_inputs(dataset_id: str, name: str, case_id: str) -> str:
+    """The folder of uncompressed input copies handed from the upload to this labelset's job."""
+    return f"{labelset_dir(dataset_id, name)}/.inputs/{case_id}"
 
 
 def study_outputs(dataset_id: str, name: str, case_id: str) -> list[str]:

@@ -46,6 +46,10 @@ class Storage(Protocol):
     def copy(self, source: str, target: str) -> None:
         """Copy the file at ``source`` to ``target``, atomically (a hard link where possible)."""
 
+    def put_copy(self, key: str, source: Path) -> None:
+        """Copy a local folder of files (from :meth:`scratch`) to ``key``, replacing any folder
+        there, atomically; the files are hard links where possible and ``source`` stays."""
+
     def delete(self, key: str) -> None:
         """Remove the file or the whole folder at ``key`` (no error when absent)."""
 
@@ -114,6 +118,19 @@ class LocalStorage:
                 os.link(src, tmp)  # outputs are never rewritten in place, so sharing the inode is safe
             except OSError:
                 shutil.copyfile(src, tmp)
+
+    def put_copy(self, key: str, source: Path) -> None:
+        target = self.local_path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staged = target.with_name(f".staged-{target.name}-{uuid.uuid4().hex[:8]}")
+        staged.mkdir()
+        for file in source.iterdir():
+            try:
+                os.link(file, staged / file.name)  # the copies are only read, never rewritten
+            except OSError:
+                shutil.copyfile(file, staged / file.name)
+        self.delete(key)
+        os.rename(staged, target)
 
     def delete(self, key: str) -> None:
         path = self.local_path(key)

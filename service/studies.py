@@ -93,5 +93,6 @@ def delete_study_files(storage: Storage, study: Study, labelsets: list[str]) -> 
     for stored in [*study.images, study.label]:
         storage.delete(stored.key)
     for name in labelsets:
-        for key in layout.study_outputs(study.dataset_id, name, study.case_id):
+        case = study.case_id
+        for key in [*layout.study_outputs(study.dataset_id, name, case), layout.decoded_inputs(study.dataset_id, name, case)]:
             storage.delete(key)

@@ -4,6 +4,11 @@ The engine's checks run on the uploaded files under their own names, so errors r
 ``t2.nii.gz: shape: expected (24, 28, 20) like t1.nii.gz, got (24, 28, 21)``. Headers are
 checked (voxel count, dimensions) before any voxel data is decompressed. On any failure the
 scratch folder is removed and nothing is left in storage.
+
+When the dataset has labelsets and the files are stored as uploaded, each file is
+decompressed once: the checks write its uncompressed copy as they read it, and the jobs the
+upload queues read the copies instead of decompressing the files again
+(``layout.decoded_inputs``; docs/performance.md, "Service").
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from rq import Queue
 from softlabel.worker.engine.errors import InputError
 from softlabel.worker.engine.io import nifti as nifti_io
 from softlabel.worker.engine.io.files import file_sha256
+from softlabel.worker.jobs.contract import DECODED_IMAGE, DECODED_LABEL
 
 from . import layout
 from .datasets import Dataset, refresh_num_training, utc_now
@@ -55,6 +61,7 @@ class PreparedStudy:
     spacing_mm: list[float]
     images: list[Path]  # one per channel
     label: Path
+    decoded: Path | None  # folder of the inputs' uncompressed copies (contract names), if made
 
 
 def safe_filename(filename: str, *, gzipped: bool) -> str:
@@ -119,10 +126,21 @@ def _as_gzipped(path: Path, folder: Path) -> Path:
     return target
 
 
+def _kept_as_uploaded(images: list[Path], label: Path, *, channels: int) -> bool:
+    """Whether the files are stored byte for byte: one gzipped 2D/3D file per channel and a gzipped label."""
+    gzipped = all(p.name.endswith(".nii.gz") for p in [*images, label])
+    return gzipped and len(images) == channels and all(len(nib.load(p).shape) < 4 for p in images)
+
+
 def prepare_study(
-    folder: Path, dataset: Dataset, *, case_id: str, images: list[UploadedFile], label: UploadedFile, max_voxels: int
+    folder: Path, dataset: Dataset, *, case_id: str, images: list[UploadedFile], label: UploadedFile, max_voxels: int,
+    decode: bool = False,
 ) -> PreparedStudy:
-    """Save and validate one study in the scratch ``folder``; raises ApiError (4xx) on bad input."""
+    """Save and validate one study in the scratch ``folder``; raises ApiError (4xx) on bad input.
+
+    decode: write each file's uncompressed copy as its voxels are checked, for the jobs this
+    upload queues (only when the files are stored as uploaded).
+    """
     image_paths = [save_upload(part, folder / f"image{i}") for i, part in enumerate(images)]
     label_path = save_upload(label, folder / "label")
     try:
@@ -135,14 +153,21 @@ def prepare_study(
                 expected=f"{dataset.num_channels} channels", got=f"{channels} channels",
             )  # fmt: skip
         nifti_io.open_nifti(label_path, max_voxels=max_voxels)
-        study = nifti_io.check_study(image_paths, label_path, num_classes=dataset.num_classes, max_voxels=max_voxels)
+        decoded = folder / "decoded" if decode and _kept_as_uploaded(image_paths, label_path, channels=channels) else None
+        copies = None
+        if decoded is not None:
+            decoded.mkdir()
+            copies = [decoded / DECODED_IMAGE.format(channel=c) for c in range(channels)] + [decoded / DECODED_LABEL]
+        study = nifti_io.check_study(
+            image_paths, label_path, num_classes=dataset.num_classes, max_voxels=max_voxels, copies=copies
+        )
         final_images = _as_channel_files(image_paths, folder / "channels", channels=channels)
         final_label = _as_gzipped(label_path, folder / "converted")
     except InputError as exc:
         raise ApiError.from_input_error(exc, hide=folder) from None
     return PreparedStudy(
         case_id=case_id, shape=list(study.spatial_shape), spacing_mm=list(study.spacing_mm),
-        images=final_images, label=final_label,
+        images=final_images, label=final_label, decoded=decoded,
     )  # fmt: skip
 
 
@@ -177,18 +202,25 @@ def add_study(
     storage: Storage, queue: Queue, settings: Settings, dataset: Dataset, *,
     case_id: str | None, images: list[UploadedFile], label: UploadedFile,
 ) -> tuple[Study, list[QueuedJobPublic]]:  # fmt: skip
-    """Validate and store one study, then queue it for every labelset of the dataset."""
+    """Validate and store one study, then queue it for every labelset of the dataset, each
+    job with its own links to the uncompressed copies the validation made."""
     case = resolve_case_id(case_id, label.filename)
     if storage.exists(layout.study_meta(dataset.id, case)):
         raise _duplicate(case)
     with storage.scratch(layout.dataset_dir(dataset.id)) as folder:
         prepared = prepare_study(
-            folder, dataset, case_id=case, images=images, label=label, max_voxels=settings.max_voxels
-        )
+            folder, dataset, case_id=case, images=images, label=label, max_voxels=settings.max_voxels,
+            decode=bool(list_labelsets(storage, dataset.id)),
+        )  # fmt: skip
         with dataset_lock(queue.connection, dataset.id):
             study = place_study(storage, dataset, prepared)
             queued = []
             for labelset in list_labelsets(storage, dataset.id):
+                decoded = layout.decoded_inputs(dataset.id, labelset.name, case)
+                if prepared.decoded is not None:
+                    storage.put_copy(decoded, prepared.decoded)
                 ids, _ = queue_studies(storage, queue, settings, dataset, labelset, [case])
+                if not ids:
+                    storage.delete(decoded)
                 queued += [QueuedJobPublic(labelset=labelset.name, job_id=job_id) for job_id in ids]
     return study, queued

@@ -115,11 +115,14 @@ def stored_files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
-@pytest.fixture
-def small_api(settings) -> TestClient:
+@pytest.fixture(params=[False, True], ids=["no labelset", "a labelset"])
+def small_api(settings, request) -> TestClient:
+    """With a labelset, uploads check the voxels in the uncompressed copies they keep for its jobs."""
     limited = settings.model_copy(update={"max_upload_bytes": MAX_UPLOAD_BYTES, "max_voxels": MAX_VOXELS})
     with TestClient(create_app(limited), headers={"Authorization": f"Bearer {ADMIN}"}) as client:
         assert client.post("/v1/datasets", json=dataset_body("d1")).status_code == 201
+        if request.param:
+            assert client.post("/v1/datasets/d1/labelsets", json={"name": "sp"}).status_code == 202
         yield client
 
 

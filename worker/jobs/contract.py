@@ -8,6 +8,7 @@ and the softening configuration only; no Redis or RQ import.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +36,11 @@ JOB_STAGE_KEY = "softlabel:metrics:v1:job_stage_seconds"  # bump the version if 
 # 512^3 study minutes on a CPU; the job timeout defaults to 3600 s.
 BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 STAGE_FIELD_SEPARATOR = "|"
+
+# Uncompressed copies of a study's inputs, made by the upload that decompressed them to check
+# them, in one folder per job (``SoftenJobPayload.decoded_inputs``): image channels, then label.
+DECODED_IMAGE = "image_{channel:04d}.nii"
+DECODED_LABEL = "label.nii"
 
 
 def format_le(bound: float) -> str:
@@ -65,3 +71,15 @@ class SoftenJobPayload(BaseModel):
     label_path: str
     outputs: JobOutputs
     max_voxels: int | None = Field(None, gt=0, description="voxels per image file, checked on the header")
+    decoded_inputs: str | None = Field(
+        None, description="absolute path of a folder of uncompressed copies of the inputs (DECODED_IMAGE, DECODED_LABEL) "
+        "made at upload; the job reads them when all are there, records the gzipped files as its inputs, and removes "
+        "the folder once it will not run again",
+    )
+
+    def decoded_paths(self) -> tuple[list[Path], Path] | None:
+        """The copies' paths (images, label) when the payload names a folder of them, else None."""
+        if self.decoded_inputs is None:
+            return None
+        folder = Path(self.decoded_inputs)
+        return [folder / DECODED_IMAGE.format(channel=c) for c in range(len(self.image_paths))], folder / DECODED_LABEL

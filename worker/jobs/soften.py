@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import time
 from datetime import datetime, timezone
@@ -88,10 +89,12 @@ def soften_study(payload: dict[str, Any]) -> dict[str, Any]:
             )  # fmt: skip
         except (InputError, JobStopped) as exc:
             reporter.fail(str(exc), retry=False)
+            remove_decoded_inputs(spec)
             raise
         except Exception as exc:
-            reporter.fail(f"{type(exc).__name__}: {exc}", retry=True)
+            reporter.fail(f"{type(exc).__name__}: {exc}", retry=True)  # a retry reads the copies again
             raise
+    remove_decoded_inputs(spec)
     if job is not None and not summary.get("reused") and not summary.get("discarded"):
         record_job_timings(summary["timings_s"], backend=summary["backend"], connection=job.connection)
     return summary
@@ -126,9 +129,11 @@ def run_soften_job(
         return _summary(previous, reused=True)
     started_at, start = _now(), time.perf_counter()
     with_superpixels = spec.config.method == "superpixel"
+    decoded = _decoded_copies(spec)
+    read_images, read_label = decoded or (spec.image_paths, spec.label_path)
     try:
         result = soften_files(
-            spec.image_paths, spec.label_path, out.soft, config=spec.config, num_classes=spec.num_classes,
+            read_images, read_label, out.soft, config=spec.config, num_classes=spec.num_classes,
             superpixels_out=out.superpixels if with_superpixels else None, backend=backend,
             max_voxels=spec.max_voxels, progress=lambda stage, fraction: report(stage, fraction * ENGINE_SHARE),
             checkpoint=checkpoint,
@@ -157,7 +162,8 @@ def run_soften_job(
         "job_id": job_id, "attempt": attempt, "worker": f"{socket.gethostname()}:{os.getpid()}",
         "engine_version": __version__, "method": spec.config.method, "params": params,
         "config": spec.config.model_dump(mode="json"), "num_classes": spec.num_classes, "backend": ran_on,
-        "inputs": inputs, "outputs": outputs, "timings_s": {k: round(v, 4) for k, v in timings.items()},
+        "inputs": inputs, "read_decoded_copies": decoded is not None, "outputs": outputs,
+        "timings_s": {k: round(v, 4) for k, v in timings.items()},
         "started_at": started_at, "finished_at": _now(),
     }  # fmt: skip
     if ran_on == "gpu":
@@ -167,6 +173,20 @@ def run_soften_job(
     write_json_atomic(out.provenance, record)
     report("done", 1.0)
     return _summary(record, reused=False)
+
+
+def _decoded_copies(spec: SoftenJobPayload) -> tuple[list[Path], Path] | None:
+    """The upload's uncompressed copies of the inputs (images, label) when they are all there."""
+    decoded = spec.decoded_paths()
+    if decoded is not None and all(p.is_file() for p in [*decoded[0], decoded[1]]):
+        return decoded
+    return None
+
+
+def remove_decoded_inputs(spec: SoftenJobPayload) -> None:
+    """Remove this job's links to the uncompressed input copies (the job will not run again)."""
+    if spec.decoded_inputs is not None:
+        shutil.rmtree(spec.decoded_inputs, ignore_errors=True)
 
 
 def discard_outputs(spec: SoftenJobPayload) -> None:

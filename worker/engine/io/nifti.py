@@ -7,6 +7,7 @@ spatial axes; they are written back as (H, W, 1[, K]) so every output is a 3D/4D
 
 from __future__ import annotations
 
+import shutil
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -75,15 +76,29 @@ def open_nifti(path: str | Path, *, max_voxels: int | None = None) -> nib.Nifti1
     return img
 
 
-def _read_data(img: nib.Nifti1Image, path: Path, dtype: type | None = None) -> np.ndarray:
+def _read_data(img: nib.Nifti1Image, path: Path, dtype: type | None = None, *, copy_to: Path | None = None) -> np.ndarray:
     """The voxels (scaled by scl_slope/inter, as nibabel does), read only up to the size the
     checked header declares. Gzipped files are decompressed by ISA-L where it is installed:
-    about 2x faster than the standard library's streamed zlib, which nibabel uses."""
+    about 2x faster than the standard library's streamed zlib, which nibabel uses.
+
+    copy_to: also write the file's uncompressed NIfTI there (header, extensions and the
+    declared voxels, nothing past them), which then reads as the same image without
+    decompressing again."""
     try:
         if not path.name.endswith(".gz"):
+            if copy_to is not None:
+                shutil.copyfile(path, copy_to)
             return np.asarray(img.dataobj, dtype=dtype)
         proxy = img.dataobj
         spec = (proxy.shape, proxy.dtype, proxy.offset, proxy.slope, proxy.inter)
+        if copy_to is not None:
+            with gzip_codec.open(path, "rb") as fileobj:
+                head = fileobj.read(proxy.offset)
+                raw = nib.arrayproxy.ArrayProxy(fileobj, spec).get_unscaled()  # Fortran order, the file's dtype
+            with copy_to.open("wb") as out:
+                out.write(head)
+                out.write(np.asfortranarray(raw).reshape(-1, order="F").view(np.uint8))
+            return np.asarray(nib.volumeutils.apply_read_scaling(raw, proxy.slope, proxy.inter), dtype=dtype)
         with gzip_codec.open(path, "rb") as fileobj:
             return np.asarray(nib.arrayproxy.ArrayProxy(fileobj, spec), dtype=dtype)
     except _READ_ERRORS as exc:
@@ -132,21 +147,22 @@ def open_image_files(paths: Sequence[str | Path], *, max_voxels: int | None = No
     return ImageFiles(paths=paths, images=images, spatial_shape=spatial, num_channels=channels)
 
 
-def _checked_file(files: ImageFiles, file_index: int) -> Iterator[tuple[int, np.ndarray]]:
+def _checked_file(files: ImageFiles, file_index: int, copy_to: Path | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """(channel index, float32 (X, Y[, Z]) channel) of one image file, read and checked; a 4D
-    file (then the only one) gives all its channels, a 2D/3D file the channel ``file_index``."""
+    file (then the only one) gives all its channels, a 2D/3D file the channel ``file_index``.
+    copy_to: see :func:`_read_data`."""
     path, img = files.paths[file_index], files.images[file_index]
-    data = _read_data(img, path, np.float32).reshape(files.spatial_shape + (-1,))
+    data = _read_data(img, path, np.float32, copy_to=copy_to).reshape(files.spatial_shape + (-1,))
     for index in range(data.shape[-1]):
         channel = file_index + index
         validation.check_image_channel(path, data[..., index], index=channel)
         yield channel, data[..., index]
 
 
-def _checked_channels(files: ImageFiles) -> Iterator[np.ndarray]:
-    """Each channel, read and checked in order, one file at a time."""
+def _checked_channels(files: ImageFiles, copies: Sequence[Path] | None = None) -> Iterator[np.ndarray]:
+    """Each channel, read and checked in order, one file at a time (copies: one per file, see :func:`_read_data`)."""
     for file_index in range(len(files.paths)):
-        for _, channel in _checked_file(files, file_index):
+        for _, channel in _checked_file(files, file_index, None if copies is None else copies[file_index]):
             yield channel
 
 
@@ -176,15 +192,16 @@ def _read_channels(files: ImageFiles, pool: ThreadPoolExecutor, on_channel: Chan
 
 def read_label(
     path: str | Path, *, num_classes: int | None, ref_path: str | Path, ref_shape: Sequence[int], ref_affine: np.ndarray,
-    max_voxels: int | None = None,
+    max_voxels: int | None = None, copy_to: Path | None = None,
 ) -> np.ndarray:
-    """An integer label map on the image's grid, values in [0, num_classes) (None: K from the label)."""
+    """An integer label map on the image's grid, values in [0, num_classes) (None: K from the label);
+    copy_to: see :func:`_read_data`."""
     path = Path(path)
     img = open_nifti(path, max_voxels=max_voxels)
     if len(img.shape) == 4:
         raise InputError(file=path, field="dimensions", expected="a 2D or 3D label map", got=str(img.shape))
     validation.check_same_grid(path, _spatial(img.shape), img.affine, ref_path=ref_path, ref_shape=ref_shape, ref_affine=ref_affine)
-    data = _read_data(img, path).reshape(tuple(ref_shape))
+    data = _read_data(img, path, copy_to=copy_to).reshape(tuple(ref_shape))
     return validation.check_label_values(path, data, num_classes=num_classes)
 
 
@@ -216,20 +233,27 @@ def read_study(
 
 
 def check_study(
-    image_paths: Sequence[str | Path], label_path: str | Path, *, num_classes: int, max_voxels: int | None = None
+    image_paths: Sequence[str | Path], label_path: str | Path, *, num_classes: int, max_voxels: int | None = None,
+    copies: Sequence[Path] | None = None,
 ) -> ImageFiles:
     """Every check of :func:`read_study`, holding one file's voxels at a time (uploads, imports):
     a channel file, or a whole 4D file.
 
+    copies: one target path per file, the image files then the label: each file's
+    uncompressed NIfTI is written there as the file is decompressed for its checks, so the
+    copies read as the study without a second decompression (the service hands them to the
+    study's jobs).
     Returns the checked image files, which give the study's grid (shape, spacing, affine).
     """
     validation.check_num_classes(num_classes)
     files = open_image_files(image_paths, max_voxels=max_voxels)
-    for _ in _checked_channels(files):
+    if copies is not None and len(copies) != len(files.paths) + 1:
+        raise ValueError(f"copies: expected {len(files.paths) + 1} paths (the image files, then the label), got {len(copies)}")
+    for _ in _checked_channels(files, None if copies is None else copies[:-1]):
         pass
     read_label(
         label_path, num_classes=num_classes, ref_path=files.paths[0], ref_shape=files.spatial_shape,
-        ref_affine=files.affine, max_voxels=max_voxels,
+        ref_affine=files.affine, max_voxels=max_voxels, copy_to=None if copies is None else copies[-1],
     )  # fmt: skip
     return files
 
