@@ -140,9 +140,13 @@ def queue_studies(
     twins = [o for o in list_labelsets(storage, dataset.id) if o.name != labelset.name and o.config.output_key() == key]
     twin_done = [(twin, finished_cases(storage, dataset.id, twin.name)) for twin in twins]
     current = jobs.fetch_jobs(queue.connection, [jobs.job_id_for(dataset.id, labelset.name, c) for c in todo])
+    if any(job is not None and job.get_status(refresh=False) == JobStatus.FINISHED for job in current.values()):
+        # A job that finished after the listing above has written its result: list again (as
+        # study_states reads jobs before results) rather than compute it once more.
+        finished = finished_cases(storage, dataset.id, labelset.name)
     payloads, reused = [], 0
     for case, job in zip(todo, current.values()):
-        if jobs.is_active(job):
+        if jobs.is_active(job) or case in finished:
             continue
         twin = next((twin for twin, done in twin_done if case in done), None)
         if twin is not None:
