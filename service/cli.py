@@ -131,6 +131,7 @@ def up_command(
         console.print(f"[red]error:[/red] a stack already serves {data_dir}; stop it first")
         raise typer.Exit(1)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it like Ctrl-C
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even where a background launch ignored SIGINT
     stack = EmbeddedStack(data_dir=data_dir, host=host, port=port, workers=workers, backend=backend)
     try:
         stack.start()
