@@ -151,13 +151,13 @@ def _train_in_parallel(cfg: ExperimentConfig, *, jobs: int, token: str | None, l
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from .run import load_training_data
+    from .run import fetch_training_files
 
     runs = [(m, loss, seed) for m in cfg.methods for loss in m.losses for seed in cfg.seeds
             if not (run_dir(cfg, m, loss, seed) / "eval" / "metrics.json").exists()]
     for method in {m.name: m for m, _, _ in runs}.values():
-        load_training_data(cfg.run_config(method, method.losses[0], cfg.seeds[0]), token=token,
-                           need_soft=any("kl" in x for x in method.losses))
+        fetch_training_files(cfg.run_config(method, method.losses[0], cfg.seeds[0]), token=token,
+                             need_soft=any("kl" in x for x in method.losses))
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(_train_one, cfg.model_dump_json(), m.name, loss, seed): (m.name, loss, seed)
                    for m, loss, seed in runs}

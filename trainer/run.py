@@ -11,6 +11,14 @@ from .datasets import load_case, read_splits, split_cases
 from .train import TrainingData
 
 
+def fetch_training_files(cfg: TrainConfig, *, token: str | None = None, need_soft: bool | None = None):
+    """The labelset's manifest and local files (downloaded into the cache if missing), unread."""
+    cache = DataCache(cfg.cache_dir, api=cfg.api, offline=cfg.offline, token=token)
+    need_soft = "kl" in cfg.loss if need_soft is None else need_soft
+    return fetch_labelset(cache, cfg.dataset, cfg.labelset, spatial_dims=cfg.spatial_dims,
+                          with_soft=need_soft, truth_dir=cfg.truth_dir)
+
+
 def load_training_data(cfg: TrainConfig, *, token: str | None = None, need_soft: bool | None = None) -> TrainingData:
     """Fetch the labelset (through the cache) and read its cases of ``cfg.model``'s dimensionality.
 
@@ -19,10 +27,7 @@ def load_training_data(cfg: TrainConfig, *, token: str | None = None, need_soft:
     labels are read when ``need_soft`` (default: when the loss has a KL term). ``token``: the
     service's bearer token, if it needs one.
     """
-    cache = DataCache(cfg.cache_dir, api=cfg.api, offline=cfg.offline, token=token)
-    need_soft = "kl" in cfg.loss if need_soft is None else need_soft
-    manifest, files = fetch_labelset(cache, cfg.dataset, cfg.labelset, spatial_dims=cfg.spatial_dims,
-                                     with_soft=need_soft, truth_dir=cfg.truth_dir)
+    manifest, files = fetch_training_files(cfg, token=token, need_soft=need_soft)
     info = manifest["dataset"]
     num_classes = int(info["num_classes"])
     names = {int(v): k for k, v in info.get("labels", {}).items()}
