@@ -12,8 +12,9 @@ seconds and Redis restarted once; then every result is checked against the engin
    (``--lease-ttl``), so crash recovery requeues a killed worker's job within seconds.
 2. N synthetic studies (``synthetic_study``, 1 channel, 4 classes) are uploaded through the API,
    then one superpixel labelset is created: N jobs are queued.
-3. Chaos, until no study is queued or running: every ``--kill-every`` seconds (uniformly 0.5x to
-   1.5x) a worker that holds a job's lease is SIGKILLed, so every kill interrupts a job, at
+3. Chaos, until no study is queued or running: the first worker seen holding a job's lease is
+   SIGKILLed at once (so even a run that ends within a second has a kill), then one every
+   ``--kill-every`` seconds (uniformly 0.5x to 1.5x); every kill interrupts a job, at
    whatever stage it is in; once half the studies are finished, Redis is restarted (SIGTERM: it
    writes its append-only file; then started again on the same files and socket).
 4. The workers are stopped (warm shutdown) and the run is checked:
@@ -213,7 +214,7 @@ def run_chaos(
     connection = redis.Redis.from_url(stack.redis.url)
     chaos = Chaos()
     start = time.monotonic()
-    next_kill, next_poll = start + kill_every_s * rng.uniform(0.5, 1.5), start
+    next_kill, next_poll = start, start  # the first kill: as soon as a worker holds a job
     while True:
         time.sleep(TICK_S)
         now = time.monotonic()
