@@ -16,7 +16,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from softlabel.worker.engine.config import SofteningConfig
-from softlabel.worker.jobs.contract import JobOutputs, SoftenJobPayload
+from softlabel.worker.jobs.contract import InputFile, JobOutputs, SoftenJobPayload
 
 from . import layout
 from . import queue as jobs
@@ -114,6 +114,7 @@ def payload_for(storage: Storage, dataset: Dataset, labelset: Labelset, study: S
         ),
         max_voxels=settings.max_voxels,
         decoded_inputs=str(path(decoded)) if storage.exists(decoded := layout.decoded_inputs(ds, name, case)) else None,
+        input_files=[InputFile(sha256=f.sha256, bytes=f.bytes) for f in [*study.images, study.label]],
     )  # fmt: skip
 
 

@@ -7,22 +7,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from helpers.jobs import job_payload
 
-from softlabel.worker.engine.config import SofteningConfig
-from softlabel.worker.jobs.contract import STOP_KEY, JobOutputs, SoftenJobPayload
+from softlabel.worker.jobs.contract import STOP_KEY
 from softlabel.worker.jobs.soften import run_soften_job
 from softlabel.worker.jobs.stop import JobStopped, StopCheck
-
-
-def payload(study: dict, out: Path) -> SoftenJobPayload:
-    outputs = JobOutputs(
-        soft=str(out / "case.nii.gz"), superpixels=str(out / "case_superpixels.nii.gz"),
-        preview=str(out / "case_preview.png"), provenance=str(out / "case.json"),
-    )  # fmt: skip
-    return SoftenJobPayload(
-        dataset_id="d1", labelset="sp", case_id="case", num_classes=study["K"], config=SofteningConfig(n_segments=20),
-        image_paths=[str(p) for p in study["images"]], label_path=str(study["label"]), outputs=outputs,
-    )  # fmt: skip
 
 
 @pytest.mark.parametrize("stage", ["superpixels", "preview"])
@@ -38,7 +27,7 @@ def test_a_stopped_job_leaves_no_output(small_study, tmp_path, stage):
             raise JobStopped(f"stopped on request at stage {name!r}")
 
     with pytest.raises(JobStopped):
-        run_soften_job(payload(small_study, out), backend="cpu", progress=progress)
+        run_soften_job(job_payload(small_study, out), backend="cpu", progress=progress)
     written = ["case.json", "case.nii.gz", "case_superpixels.nii.gz"] if stage == "preview" else ["case.json"]
     assert present_when_stopped == written
     assert sorted(p.name for p in out.iterdir()) == []
@@ -83,6 +72,6 @@ def test_a_job_stopped_at_a_checkpoint_leaves_no_output(small_study, tmp_path):
             raise JobStopped("stopped on request at stage 'soften'")
 
     with pytest.raises(JobStopped):
-        run_soften_job(payload(small_study, out), backend="cpu", progress=lambda name, fraction: stages.append(name),
+        run_soften_job(job_payload(small_study, out), backend="cpu", progress=lambda name, fraction: stages.append(name),
                        checkpoint=checkpoint)  # fmt: skip
     assert stages[-1] == "soften" and sorted(p.name for p in out.iterdir()) == []

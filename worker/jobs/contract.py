@@ -57,6 +57,15 @@ class JobOutputs(BaseModel):
     provenance: str
 
 
+class InputFile(BaseModel):
+    """An input file as the upload recorded it: its sha256 (hex) and size in bytes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+
+
 class SoftenJobPayload(BaseModel):
     """Everything a worker needs to soften one study of one labelset."""
 
@@ -75,6 +84,10 @@ class SoftenJobPayload(BaseModel):
         None, description="absolute path of a folder of uncompressed copies of the inputs (DECODED_IMAGE, DECODED_LABEL) "
         "made at upload; the job reads them when all are there, records the gzipped files as its inputs, and removes "
         "the folder once it will not run again",
+    )
+    input_files: list[InputFile] | None = Field(
+        None, description="sha256 and size of the image files then the label, as the upload recorded them; the job "
+        "records these as its inputs, without hashing the files again, when each file still has its recorded size",
     )
 
     def decoded_paths(self) -> tuple[list[Path], Path] | None:

@@ -121,7 +121,7 @@ def run_soften_job(
     out = spec.outputs
     report = progress or (lambda stage, fraction: None)
     remove_partials([out.soft, out.superpixels, out.preview, out.provenance])
-    inputs = {"images": [file_record(p) for p in spec.image_paths], "label": file_record(spec.label_path)}
+    inputs = _input_records(spec)
     params = spec.config.output_params()
     previous = _read_record(out.provenance)
     if previous and previous.get("params") == params and previous.get("inputs") == inputs:
@@ -173,6 +173,20 @@ def run_soften_job(
     write_json_atomic(out.provenance, record)
     report("done", 1.0)
     return _summary(record, reused=False)
+
+
+def _input_records(spec: SoftenJobPayload) -> dict[str, Any]:
+    """The inputs' ``file_record``s (images, label): from the payload's upload records when each
+    file still has its recorded size, else hashed from the files."""
+    paths = [*spec.image_paths, spec.label_path]
+    known = spec.input_files if spec.input_files is not None and len(spec.input_files) == len(paths) else None
+    records = []
+    for index, path in enumerate(map(Path, paths)):
+        if known is not None and path.stat().st_size == known[index].bytes:
+            records.append({"file": path.name, "sha256": known[index].sha256, "bytes": known[index].bytes})
+        else:
+            records.append(file_record(path))
+    return {"images": records[:-1], "label": records[-1]}
 
 
 def _decoded_copies(spec: SoftenJobPayload) -> tuple[list[Path], Path] | None:
