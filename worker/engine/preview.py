@@ -26,12 +26,8 @@ def certain(soft: np.ndarray) -> float:
 
 def pick_class(soft: np.ndarray) -> int:
     """The foreground class with the most softened voxels (0 < q < 1); 1 when none is softened."""
-    num_classes, flat = soft.shape[-1], soft.reshape(-1)  # the class is the fastest axis
-    if soft.dtype == np.uint8:
-        mask = (flat - np.uint8(1)) < np.uint8(254)  # 0 < q < 255 in one pass (0 wraps to 255)
-    else:
-        mask = (flat > 0) & (flat < certain(soft))
-    softened = np.bincount(np.flatnonzero(mask) % num_classes, minlength=num_classes)
+    top = certain(soft)
+    softened = np.array([np.count_nonzero((soft[..., c] > 0) & (soft[..., c] < top)) for c in range(soft.shape[-1])])
     softened[0] = -1
     return int(softened.argmax()) if softened.max() > 0 else min(1, soft.shape[-1] - 1)
 
