@@ -8,7 +8,7 @@ records the time of every place the job looks for a stop request: each stage bou
 (progress) and each engine checkpoint. Prints per configuration the job's time, the number of
 checks, and the longest gap between two checks (or between the last check and the job's end,
 after which it has finished anyway), with the checks around it. A stop lands within that gap
-plus the job's rate limit on Redis reads (``STOP_CHECK_INTERVAL_S``). Each configuration takes
+plus the job's rate limit on Redis reads (``SOFTLABEL_STOP_CHECK_INTERVAL_S``, 0.25 s). Each configuration takes
 the largest values ``worker/engine/config.py`` allows for the parameters that cost time.
 """
 

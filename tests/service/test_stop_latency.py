@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers.service import NOISY_PARAMS, multipart, start_worker, wait_for_end, wait_for_stage, write_noisy_study
+from helpers.service import (
+    LABELSET_PARAMS, NOISY_PARAMS, multipart, start_worker, wait_for_end, wait_for_stage, write_noisy_study,
+)  # fmt: skip
+from softlabel.service import layout
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 STOP_WITHIN_S = 5.0  # the issue's bound, from the request to the job's end
@@ -49,6 +52,68 @@ def test_a_stop_mid_stage_ends_the_job_within_5_s_and_leaves_nothing(api, datase
         worker.send_signal(signal.SIGTERM)
         worker.wait(60)
     assert f"backend cpu, {'forking' if fork else 'non-forking'} worker" in Path(log).read_text()
+
+
+NO_CHECKPOINT_ENV = {"SOFTLABEL_STOP_CHECK_INTERVAL_S": "3600", "SOFTLABEL_STOP_GRACE_S": "1"}
+
+
+def _stop_without_checkpoints(api, dataset, settings, tmp_path, *, warm_shutdown: bool):
+    """A worker whose checkpoints read Redis once an hour (so within the SLIC stage the job
+    sees no stop request, as in one compiled call longer than the grace: one SLIC step of a
+    512^3 study) runs the NOISY study; it is stopped mid-stage, during a warm shutdown if
+    asked. Returns the worker, the ended job, the stop's latency and the upload's copies."""
+    parts, data = multipart(write_noisy_study(tmp_path / "in", "noisy"))
+    assert api.post(f"/v1/datasets/{dataset}/labelsets", json={"name": "sp", "params": NOISY_PARAMS}).status_code == 202
+    assert api.post(f"/v1/datasets/{dataset}/studies", files=parts, data=data).status_code == 201
+    job_id = api.get(f"/v1/datasets/{dataset}/labelsets/sp/studies").json()["data"][0]["job_id"]
+    copies = settings.data_dir / layout.decoded_inputs(dataset, "sp", "noisy")
+    assert copies.is_dir()  # the upload's uncompressed inputs, for the job
+    worker = start_worker(settings, "--name", "deadline", log=tmp_path / "worker.log", **NO_CHECKPOINT_ENV)
+    wait_for_stage(api, job_id, "superpixels")
+    time.sleep(0.5)
+    if warm_shutdown:
+        worker.send_signal(signal.SIGTERM)  # waits for the running job...
+        time.sleep(0.2)
+    requested = time.monotonic()
+    assert api.delete(f"/v1/jobs/{job_id}").status_code == 202  # ...which this ends
+    job = wait_for_end(api, job_id, timeout_s=60)
+    latency = time.monotonic() - requested
+    print(f"stop latency (restart in place{', warm shutdown' if warm_shutdown else ''}): {latency:.2f} s")
+    assert job["status"] == "stopped" and latency < STOP_WITHIN_S, (latency, job)
+    assert "restarted itself" in job["error"] and "'superpixels'" in job["error"], job["error"]
+    outputs = settings.data_dir / "datasets" / dataset / "labelsets" / "sp"
+    assert sorted(p.name for p in outputs.iterdir() if p.name != ".inputs") == []
+    assert not copies.exists()
+    return worker, job_id
+
+
+def test_a_job_that_reaches_no_checkpoint_in_time_is_ended_by_its_worker_restarting_in_place(
+    api, dataset, settings, tmp_path
+):
+    """The stop deadline: the worker ends the job by replacing itself with a fresh image (the
+    same process), which removes the job's outputs and copies, records it stopped and then
+    takes the next job."""
+    worker, job_id = _stop_without_checkpoints(api, dataset, settings, tmp_path, warm_shutdown=False)
+    try:
+        assert worker.poll() is None  # the same process, running its new image
+        created = api.post(f"/v1/datasets/{dataset}/labelsets", json={"name": "after", "params": LABELSET_PARAMS})
+        assert created.status_code == 202, created.text
+        following = api.get(f"/v1/datasets/{dataset}/labelsets/after/studies").json()["data"][0]["job_id"]
+        following = wait_for_end(api, following, timeout_s=60)
+        assert following["status"] == "finished", following.get("error")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
+    text = (tmp_path / "worker.log").read_text()
+    assert "restarting this worker to end it" in text and f"restarted to end job {job_id}" in text, text[-3000:]
+
+
+def test_a_worker_shutting_down_when_it_restarts_for_a_stop_exits_after_it(api, dataset, settings, tmp_path):
+    """A warm shutdown waits for the running job; a stop that ends it by a restart in place
+    does not bring the worker back to work: the new image finishes the stop and exits 0."""
+    worker, _ = _stop_without_checkpoints(api, dataset, settings, tmp_path, warm_shutdown=True)
+    assert worker.wait(30) == 0
+    assert "exiting: the worker was shutting down" in (tmp_path / "worker.log").read_text()
 
 
 def _descendants(pid: int) -> list[str]:

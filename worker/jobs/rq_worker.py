@@ -16,9 +16,12 @@ requeued by crash recovery once its lease expires.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -32,11 +35,14 @@ from rq.utils import import_attribute
 from ..engine.backend import gpu_unavailable_reason, resolve_backend
 from .contract import LEGACY_SOFTEN_JOBS, SOFTEN_JOB, SoftenJobPayload
 from .recovery import requeue_abandoned, start_recovery_loop
+from .restart import finish_stop, restart_in_place
 from .settings import BACKEND_ENV, WorkerSettings
 from .soften import discard_outputs
+from .stop import stop_requested
 
 WARM_UP_SHAPE = (12, 14, 10)  # voxels of the phantom run once before the first job
 PUBSUB_POLL_S = 1.0  # seconds the pub/sub thread blocks at most (bounds the shutdown wait)
+STOP_WATCH_S = 0.5  # seconds between a running job's looks for its stop request (the stop deadline)
 
 app = typer.Typer(add_completion=False)
 log = logging.getLogger("softlabel.worker")
@@ -139,20 +145,72 @@ def _discard_outputs_of(job: Job) -> None:
 
 
 class InProcessWorker(PromptShutdown, SimpleWorker):
-    """RQ's ``SimpleWorker``, shutting down promptly and forgetting a stop command once the job
-    it named has ended.
+    """RQ's ``SimpleWorker``, shutting down promptly, with a deadline on stops, and forgetting a
+    stop command once the job it named has ended.
+
+    The deadline: while a job runs, a thread looks for its stop request every
+    :data:`STOP_WATCH_S` seconds (in Redis, so it works without RQ's pub/sub, which a warm
+    shutdown leaves); once one is there, the job has ``stop_grace_s`` to stop at a checkpoint,
+    then the worker restarts itself in place to end it (``worker.jobs.restart``).
 
     RQ's stop-job command marks the job id to stop; it is cleared only when that job fails.
     A job that ended before it saw its stop request would leave the mark behind, and a later
     failure of the same (deterministic) job id on this worker would read as stopped.
     """
 
+    def __init__(self, *args, stop_grace_s: float | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.stop_grace_s = WorkerSettings().stop_grace_s if stop_grace_s is None else stop_grace_s
+        self._running_lock = threading.Lock()  # held from a restart's decision until the execve
+        self._runs = 0  # jobs started by this worker: a retry of a stopped job is another run
+        self._running: tuple[str, int] | None = None  # (job id, run) of the running job
+
     def execute_job(self, job: Job, queue: Queue) -> None:
+        with self._running_lock:
+            self._runs += 1
+            self._running = run = (job.id, self._runs)
+        ended = threading.Event()
+        threading.Thread(target=self._stop_deadline, args=(run, ended), name=f"stop-deadline-{job.id}", daemon=True).start()
         try:
             super().execute_job(job, queue)
         finally:
+            with self._running_lock:
+                self._running = None
+            ended.set()
             if self._stopped_job_id == job.id:
                 self._stopped_job_id = None
+
+    def _stop_deadline(self, run: tuple[str, int], ended: threading.Event) -> None:
+        """Wait for a stop request of this run, then ``stop_grace_s``; restart in place if the
+        run is still going."""
+        while not ended.wait(STOP_WATCH_S):
+            try:
+                if stop_requested(self.connection, run[0]):
+                    break
+            except redis.RedisError:  # Redis restarting: look again
+                continue
+        else:
+            return
+        if not ended.wait(self.stop_grace_s):
+            self._end_if_still_running(run)
+
+    def _end_if_still_running(self, run: tuple[str, int]) -> None:
+        job_id = run[0]
+        with self._running_lock:  # the job cannot end in between: its thread waits here
+            if self._running != run:
+                return
+            self.log.warning(
+                "job %s reached no checkpoint within %g s of its stop request; restarting this worker to end it",
+                job_id, self.stop_grace_s,
+            )  # fmt: skip
+            scheduler = self.scheduler._process if self.scheduler is not None else None
+            if scheduler is not None and scheduler.pid:
+                # RQ's forked scheduler would outlive the execve and keep its locks: end it
+                # (it releases them; RQ's own stop_scheduler also waits for it, up to a second).
+                with contextlib.suppress(ProcessLookupError):  # a warm shutdown ended it already
+                    os.kill(scheduler.pid, signal.SIGTERM)
+            self.register_death()  # the new image registers afresh (the same --name too)
+            restart_in_place(job_id, then_exit=self._stop_requested)  # a warm shutdown was under way
 
 
 def build_worker(
@@ -160,11 +218,13 @@ def build_worker(
 ) -> Worker:
     """An RQ worker on these queues: forking (``ForkingWorker``) or in-process (``InProcessWorker``)."""
     queues = [Queue(q, connection=connection, serializer=JSONSerializer) for q in queue_names]
-    worker_class = ForkingWorker if fork else InProcessWorker
-    return worker_class(
-        queues, connection=connection, serializer=JSONSerializer, name=name, job_class=SoftlabelJob,
+    options = dict(
+        connection=connection, serializer=JSONSerializer, name=name, job_class=SoftlabelJob,
         maintenance_interval=settings.maintenance_interval_s,
     )  # fmt: skip
+    if fork:
+        return ForkingWorker(queues, **options)
+    return InProcessWorker(queues, stop_grace_s=settings.stop_grace_s, **options)
 
 
 @app.command("worker")
@@ -198,6 +258,13 @@ def worker_command(
     if requested == "auto":
         reason = gpu_unavailable_reason()
         log.info("backend auto -> %s (%s)", resolved, "CuPy sees a CUDA device" if reason is None else reason)
+    connection = redis.Redis.from_url(settings.redis_url)
+    stopped = finish_stop(connection, grace_s=settings.stop_grace_s)
+    if stopped is not None:
+        log.warning("restarted to end job %s, stopped on request; removed its outputs", stopped[0])
+        if stopped[1]:
+            log.info("exiting: the worker was shutting down when it restarted")
+            return
     try:
         warm_up(fork=use_fork, backend=resolved)
     except Exception as exc:  # a broken CUDA toolchain, driver or kernel: refuse work rather than fail every job
@@ -207,7 +274,6 @@ def worker_command(
         from ..engine.softening.distance_transform import gpu_edt_info
 
         log.info("GPU warm-up done (SLIC kernels compiled); distance transform: %s", gpu_edt_info())
-    connection = redis.Redis.from_url(settings.redis_url)
     worker = build_worker(connection, queues or [settings.queue], fork=use_fork, name=name, settings=settings)
     recovered = requeue_abandoned(
         connection, worker.queues, lease_ttl_s=settings.lease_ttl_s, max_recoveries=settings.max_recoveries

@@ -25,3 +25,8 @@ class WorkerSettings(BaseSettings):
     lease_ttl_s: int = Field(30, ge=2)  # seconds a running job's lease outlives its last renewal
     max_recoveries: int = Field(3, ge=0)  # times a job is requeued after its worker died, then failed
     maintenance_interval_s: int = Field(60, ge=1)  # seconds between RQ registry cleanups
+    # Stops (worker.jobs.stop, worker.jobs.restart): seconds between a running job's Redis reads
+    # at the engine's checkpoints, and seconds a stopped job has to reach one before an
+    # in-process worker restarts itself in place to end it.
+    stop_check_interval_s: float = Field(0.25, gt=0)
+    stop_grace_s: float = Field(2.0, gt=0)

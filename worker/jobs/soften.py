@@ -45,7 +45,8 @@ class _Reporter:
 
     def __init__(self, job: Job | None) -> None:
         self.job = job
-        self.stop_check = StopCheck(job.connection, job.id) if job is not None else None
+        interval_s = WorkerSettings().stop_check_interval_s
+        self.stop_check = StopCheck(job.connection, job.id, interval_s=interval_s) if job is not None else None
         if job is not None:
             job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
             job.meta.pop("error", None)

@@ -8,8 +8,11 @@ process (every GPU worker: CUDA does not survive ``fork()``; CPU workers by defa
 process to kill, so the job itself stops: it checks the key as each engine stage starts and
 ends (:meth:`StopCheck.check`) and at the engine's checkpoints within the stages
 (:mod:`softlabel.worker.engine.checkpoint`: each SLIC step, each class, each channel), at most
-every :data:`STOP_CHECK_INTERVAL_S` seconds (:meth:`StopCheck.__call__`), and raises
-:class:`JobStopped`. The job then removes its outputs and RQ marks it ``stopped``.
+every ``SOFTLABEL_STOP_CHECK_INTERVAL_S`` seconds (:meth:`StopCheck.__call__`), and raises
+:class:`JobStopped`. The job then removes its outputs and RQ marks it ``stopped``. A job that
+reaches no checkpoint within ``SOFTLABEL_STOP_GRACE_S`` (one compiled call longer than that,
+on a very large study) is ended by its worker restarting itself in place
+(``worker.jobs.restart``).
 
 Why checkpoints rather than a child process per job: the engine's stages run in this process
 on the GPU, where killing is not an option, and a child per job would pay a process start and
@@ -28,8 +31,6 @@ import redis
 
 from .contract import STOP_KEY
 
-STOP_CHECK_INTERVAL_S = 0.25  # seconds between Redis reads at checkpoints: a stop lands within this plus one unit of work
-
 
 class JobStopped(Exception):
     """The job was asked to stop; it ends without output and is not retried."""
@@ -46,7 +47,7 @@ class StopCheck:
     seen, every later call raises at once, without reading Redis again.
     """
 
-    def __init__(self, connection: redis.Redis, job_id: str, *, interval_s: float = STOP_CHECK_INTERVAL_S) -> None:
+    def __init__(self, connection: redis.Redis, job_id: str, *, interval_s: float) -> None:
         self._connection, self._job_id, self._interval_s = connection, job_id, interval_s
         self._lock = threading.Lock()
         self._last_read = float("-inf")  # time.monotonic() of the last Redis read

@@ -1,0 +1,97 @@
+"""The stop deadline of a worker that runs jobs in its own process: restart in place.
+
+A stop request normally ends such a job at its next checkpoint (``worker.jobs.stop``), within
+a fraction of a second. But a single compiled call (one SLIC step on a very large study, the
+decompression of one huge file, the compression of its soft labels) cannot be interrupted,
+and on a 512^3 study one may run longer than the 5 s a stop may take. So when the stop
+command reaches the worker, it arms a deadline (``SOFTLABEL_STOP_GRACE_S``). If the job is
+still running when it passes, the worker replaces itself with a fresh copy of its own
+program (``execve``: same process id, same arguments, the job's id in
+:data:`RESTARTED_FOR_STOP_ENV`), which ends every thread of the job at once, on the CPU or
+the GPU, with nothing to fork. The new image, before it takes work, removes what the job
+left (outputs, hidden partial files, its uncompressed input copies) and only then records
+the job as stopped: a retry queued after the stop cannot have its outputs removed.
+
+Why ``execve`` and not an exit: the process stays, so neither ``softlabel up`` nor
+Kubernetes counts a crash (no restart limit, no CrashLoopBackOff) for what was a user's
+request, and no supervisor has to be there to start it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import redis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.job_lifecycle import record_job_failure
+from rq.serializers import JSONSerializer
+
+from .contract import LEASE_KEY, SoftenJobPayload
+from .soften import discard_outputs, remove_decoded_inputs
+
+RESTARTED_FOR_STOP_ENV = "SOFTLABEL_RESTARTED_FOR_STOP"  # the stopped job's id, set for the new image only
+EXIT_AFTER_STOP_ENV = "SOFTLABEL_EXIT_AFTER_STOP"  # "1": the old image was shutting down; the new one exits
+
+log = logging.getLogger("softlabel.worker")
+
+
+def restart_in_place(job_id: str, *, then_exit: bool) -> None:
+    """Replace this process with a fresh run of its own command line; never returns.
+
+    Every thread ends at once, the job's among them; the new image finishes the stop
+    (:func:`finish_stop`) before it takes work, or exits after it when ``then_exit`` (a warm
+    shutdown was under way).
+    """
+    env = dict(os.environ, **{RESTARTED_FOR_STOP_ENV: job_id, EXIT_AFTER_STOP_ENV: "1" if then_exit else "0"})
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
+def finish_stop(connection: redis.Redis, *, grace_s: float) -> tuple[str, bool] | None:
+    """In a worker started by :func:`restart_in_place`: remove the stopped job's outputs, then
+    record it as stopped; returns its id and whether to exit now (None when this start was
+    not one).
+
+    A job that is no longer running (it ended on its own just before the restart, or was
+    deleted) is left as it is.
+    """
+    job_id = os.environ.pop(RESTARTED_FOR_STOP_ENV, None)
+    then_exit = os.environ.pop(EXIT_AFTER_STOP_ENV, "0") == "1"
+    if job_id is None:
+        return None
+    try:
+        job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return job_id, then_exit
+    if job.get_status() != JobStatus.STARTED:
+        return job_id, then_exit
+    try:
+        spec = SoftenJobPayload.model_validate(job.args[0])
+    except (ValueError, IndexError) as exc:  # a payload that does not parse wrote nothing
+        log.warning("stopped job %s: no outputs to remove (payload: %s)", job_id, exc)
+    else:
+        discard_outputs(spec)
+        remove_decoded_inputs(spec)
+    queue = Queue(job.origin, connection=connection, serializer=JSONSerializer)
+    registry = queue.started_job_registry
+    entries = [f"{job_id}:{run}" for jid, run in registry.get_job_and_execution_ids(cleanup=False) if jid == job_id]
+    stage = job.meta.get("progress", {}).get("stage", "started")
+    job.meta["error"] = message = (
+        f"stopped on request at stage {stage!r}: no checkpoint came within {grace_s:g} s, so the worker restarted "
+        "itself to end the job"
+    )
+    with connection.pipeline() as pipe:
+        pipe.multi()  # one transaction: out of the started registry, failed and then stopped, no lease
+        if entries:
+            pipe.zrem(registry.key, *entries)
+        job.save(pipeline=pipe)
+        record_job_failure(job, message, pipe)
+        job.set_status(JobStatus.STOPPED, pipeline=pipe)
+        pipe.delete(LEASE_KEY.format(job_id=job_id))
+        pipe.execute()
+    return job_id, then_exit
