@@ -1,4 +1,4 @@
-"""The trainer's download cache against a fake service (httpx.MockTransport)."""
+"""The trainer's download cache against a scripted HTTP server (helpers.http_faults): resume, verify, faults."""
 
 import gzip
 import json
@@ -7,7 +7,7 @@ import random
 import httpx
 import pytest
 
-from helpers.trainer_fakes import API, FakeService, sha
+from helpers.http_faults import API, ScriptedServer, sha
 from softlabel.service.client import SoftlabelClient
 from softlabel.trainer.data_cache import DataCache, fetch_labelset
 
@@ -18,7 +18,7 @@ CUT = 2 << 20  # bytes sent before the first connection drops
 
 
 def test_download_verify_and_reuse(tmp_path):
-    service = FakeService({"/v1/f": PAYLOAD})
+    service = ScriptedServer({"/v1/f": PAYLOAD})
     cache = service.cache(tmp_path)
     path = cache.fetch("/v1/f", sha(PAYLOAD))
     assert path.name == f"{sha(PAYLOAD)}.nii.gz" and path.read_bytes() == PAYLOAD
@@ -28,11 +28,11 @@ def test_download_verify_and_reuse(tmp_path):
 
 def test_plain_nifti_gets_nii_suffix(tmp_path):
     data = b"\x5c\x01" + bytes(400)
-    assert FakeService({"/v1/f": data}).cache(tmp_path).fetch("/v1/f", sha(data)).name.endswith(".nii")
+    assert ScriptedServer({"/v1/f": data}).cache(tmp_path).fetch("/v1/f", sha(data)).name.endswith(".nii")
 
 
 def test_interrupted_download_resumes_with_range(tmp_path):
-    service = FakeService({"/v1/f": PAYLOAD}, cut_first=CUT)
+    service = ScriptedServer({"/v1/f": PAYLOAD}, cut_first=CUT)
     path = service.cache(tmp_path).fetch("/v1/f", sha(PAYLOAD))
     assert path.read_bytes() == PAYLOAD
     assert service.requests == [("/v1/f", None), ("/v1/f", f"bytes={CUT}-")]
@@ -48,25 +48,25 @@ def _part(root):
 
 def test_partial_file_from_an_earlier_process_resumes(tmp_path):
     _part(tmp_path).write_bytes(PAYLOAD[:500])
-    service = FakeService({"/v1/f": PAYLOAD})
+    service = ScriptedServer({"/v1/f": PAYLOAD})
     assert service.cache(tmp_path).fetch("/v1/f", sha(PAYLOAD)).read_bytes() == PAYLOAD
     assert service.requests == [("/v1/f", "bytes=500-")]
 
 
 def test_server_ignoring_range_restarts(tmp_path):
     _part(tmp_path).write_bytes(b"garbage")
-    service = FakeService({"/v1/f": PAYLOAD}, honour_range=False)
+    service = ScriptedServer({"/v1/f": PAYLOAD}, honour_range=False)
     assert service.cache(tmp_path).fetch("/v1/f", sha(PAYLOAD)).read_bytes() == PAYLOAD
 
 
 def test_complete_partial_file_is_verified_after_416(tmp_path):
     _part(tmp_path).write_bytes(PAYLOAD)
-    service = FakeService({"/v1/f": PAYLOAD})
+    service = ScriptedServer({"/v1/f": PAYLOAD})
     assert service.cache(tmp_path).fetch("/v1/f", sha(PAYLOAD)).read_bytes() == PAYLOAD
 
 
 def test_checksum_mismatch_is_refused(tmp_path):
-    service = FakeService({"/v1/f": PAYLOAD})
+    service = ScriptedServer({"/v1/f": PAYLOAD})
     with pytest.raises(ValueError, match=r"/v1/f: .*sha256: expected 0{64}, got another"):
         service.cache(tmp_path).fetch("/v1/f", "0" * 64)
     assert not any(p.is_file() for p in (tmp_path / "blobs").rglob("*"))
@@ -74,12 +74,12 @@ def test_checksum_mismatch_is_refused(tmp_path):
 
 def test_http_error_names_the_url(tmp_path):
     with pytest.raises(ValueError, match="/v1/missing: GET /v1/missing: 404: not found"):
-        FakeService().cache(tmp_path).fetch("/v1/missing", sha(b""))
+        ScriptedServer().cache(tmp_path).fetch("/v1/missing", sha(b""))
 
 
 def test_offline_uses_only_the_cache(tmp_path):
-    FakeService({"/v1/f": PAYLOAD}).cache(tmp_path).fetch("/v1/f", sha(PAYLOAD))
-    offline = FakeService().cache(tmp_path, offline=True)
+    ScriptedServer({"/v1/f": PAYLOAD}).cache(tmp_path).fetch("/v1/f", sha(PAYLOAD))
+    offline = ScriptedServer().cache(tmp_path, offline=True)
     assert offline.fetch("/v1/f", sha(PAYLOAD)).read_bytes() == PAYLOAD
     with pytest.raises(ValueError, match="offline"):
         offline.fetch("/v1/g", sha(b"other"))
@@ -90,7 +90,7 @@ MANIFEST_URL = "/v1/datasets/d1/labelsets/sp/manifest"
 
 def test_manifest_cached_and_used_when_unreachable(tmp_path):
     manifest = {"dataset": {"id": "d1"}, "labelset": {"name": "sp"}, "studies": []}
-    assert FakeService(manifests={MANIFEST_URL: manifest}).cache(tmp_path).manifest("d1", "sp") == manifest
+    assert ScriptedServer(manifests={MANIFEST_URL: manifest}).cache(tmp_path).manifest("d1", "sp") == manifest
 
     def down(request):
         raise httpx.ConnectError("refused")
@@ -100,9 +100,9 @@ def test_manifest_cached_and_used_when_unreachable(tmp_path):
     unreachable = DataCache(tmp_path, api=API, client=client)
     with pytest.warns(UserWarning, match="cached manifest"):
         assert unreachable.manifest("d1", "sp") == manifest
-    assert FakeService().cache(tmp_path, offline=True).manifest("d1", "sp") == manifest
+    assert ScriptedServer().cache(tmp_path, offline=True).manifest("d1", "sp") == manifest
     with pytest.raises(ValueError, match="manifest: 404: not found"):
-        FakeService().cache(tmp_path).manifest("d1", "other")
+        ScriptedServer().cache(tmp_path).manifest("d1", "other")
 
 
 def _study(case_id, shape, files, *, soft=True, status="finished"):
@@ -119,7 +119,7 @@ def _study(case_id, shape, files, *, soft=True, status="finished"):
 def test_fetch_labelset_filters_by_dimensionality(tmp_path):
     files = {}
     studies = [_study("a2", [8, 8, 1], files), _study("b3", [8, 8, 8], files), _study("c2", [8, 8, 1], files, status="queued")]
-    service = FakeService(files, {MANIFEST_URL: {"dataset": {}, "labelset": {}, "studies": studies}})
+    service = ScriptedServer(files, {MANIFEST_URL: {"dataset": {}, "labelset": {}, "studies": studies}})
     truth = tmp_path / "truth"
     truth.mkdir()
     (truth / "b3.nii.gz").write_bytes(b"")

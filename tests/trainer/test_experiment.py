@@ -2,13 +2,12 @@
 
 import json
 
-import httpx
 import numpy as np
 import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
-from helpers.trainer_fakes import API, tiny_dataset
+from helpers.discs_service import discs_service
 from softlabel.trainer.experiment import (
     ExperimentConfig,
     MethodSpec,
@@ -111,40 +110,44 @@ def test_load_config_toml(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.redis
 def test_tiny_experiment_end_to_end(tmp_path, monkeypatch):
+    """Against the real service: 2 methods x 2 seeds, the table, reuse, and 2 runs at a time."""
     pytest.importorskip("monai")
     from softlabel.trainer.cli import app
 
-    fake, truth_dir = tiny_dataset(tmp_path / "data", labelset="sp", n=6)
-    hard_url = "/v1/datasets/d1/labelsets/hard/manifest"
-    fake.manifests[hard_url] = {**fake.manifests["/v1/datasets/d1/labelsets/sp/manifest"], "labelset": {"name": "hard"}}
-    real_client = httpx.Client
-    monkeypatch.setattr(httpx, "Client", lambda **kw: real_client(**{**kw, "transport": httpx.MockTransport(fake)}))
-    config = {
-        "name": "tiny", "out_dir": str(tmp_path / "exp"), "seeds": [0, 1], "methods": METHODS, "create_labelsets": False,
-        "train": {"api": API, "dataset": "d1", "model": "unet2d", "truth_dir": str(truth_dir), "cache_dir": str(tmp_path / "cache"),
-                  "epochs": 1, "steps_per_epoch": 1, "batch_size": 2, "channels": [4, 8], "num_res_units": 0},
-    }
-    path = tmp_path / "exp.json"
-    path.write_text(json.dumps(config))
-    res = CliRunner().invoke(app, ["experiment", "--config", str(path)])
-    assert res.exit_code == 0, res.output
-    assert "| Method | Losses | Dice (%) ↑ |" in res.output and "paired by seed" in res.output
-    summary = json.loads((tmp_path / "exp" / "results.json").read_text())
-    assert [(r["method"], r["loss"], r["seeds"]) for r in summary["table"]] == [("baseline", "ce+dice", 2), ("superpixel", "kl+ce+dice", 2)]
-    assert (tmp_path / "exp" / "superpixel" / "kl+ce+dice" / "seed1" / "eval" / "metrics.json").exists()
-    # A second invocation reuses every finished run.
-    before = len(fake.requests)
-    assert CliRunner().invoke(app, ["experiment", "--config", str(path)]).exit_code == 0
-    assert len(fake.requests) == before
-    # Two runs at a time, in spawned processes reading the cache, give the same runs.
-    path.write_text(json.dumps({**config, "out_dir": str(tmp_path / "exp2")}))
-    res = CliRunner().invoke(app, ["experiment", "--config", str(path), "--jobs", "2"])
-    assert res.exit_code == 0, res.output
-    assert "(4/4)" in res.output
-    parallel = json.loads((tmp_path / "exp2" / "results.json").read_text())
-    for a, b in zip(summary["table"], parallel["table"]):
-        assert a["dice"]["mean"] == pytest.approx(b["dice"]["mean"], abs=1e-6)
+    with discs_service(tmp_path / "service", {"d1": {"n": 6, "shape": (16, 16, 1)}}) as service:
+        monkeypatch.setenv("SOFTLABEL_TOKEN", service.token)
+        config = {
+            "name": "tiny", "out_dir": str(tmp_path / "exp"), "seeds": [0, 1], "methods": METHODS, "create_labelsets": False,
+            "train": {"api": service.api, "dataset": "d1", "model": "unet2d", "truth_dir": str(service.truth_dirs["d1"]),
+                      "cache_dir": str(tmp_path / "cache"), "epochs": 1, "steps_per_epoch": 1, "batch_size": 2,
+                      "channels": [4, 8], "num_res_units": 0},
+        }  # fmt: skip
+        path = tmp_path / "exp.json"
+        path.write_text(json.dumps(config))
+        res = CliRunner().invoke(app, ["experiment", "--config", str(path)])
+        assert res.exit_code == 0, res.output
+        assert "| Method | Losses | Dice (%) ↑ |" in res.output and "paired by seed" in res.output
+        summary = json.loads((tmp_path / "exp" / "results.json").read_text())
+        assert [(r["method"], r["loss"], r["seeds"]) for r in summary["table"]] == [
+            ("baseline", "ce+dice", 2), ("superpixel", "kl+ce+dice", 2)
+        ]  # fmt: skip
+        metrics = tmp_path / "exp" / "superpixel" / "kl+ce+dice" / "seed1" / "eval" / "metrics.json"
+        checkpoints = sorted((tmp_path / "exp").glob("*/*/seed*/checkpoints/last.pt"))
+        written = {p: p.stat().st_mtime_ns for p in [metrics, *checkpoints]}
+        assert len(checkpoints) == 4
+        # A second invocation reuses every finished run: nothing is trained or evaluated again.
+        assert CliRunner().invoke(app, ["experiment", "--config", str(path)]).exit_code == 0
+        assert {p: p.stat().st_mtime_ns for p in written} == written
+        # Two runs at a time, in spawned processes reading the cache, give the same runs.
+        path.write_text(json.dumps({**config, "out_dir": str(tmp_path / "exp2")}))
+        res = CliRunner().invoke(app, ["experiment", "--config", str(path), "--jobs", "2"])
+        assert res.exit_code == 0, res.output
+        assert "(4/4)" in res.output
+        parallel = json.loads((tmp_path / "exp2" / "results.json").read_text())
+        for a, b in zip(summary["table"], parallel["table"]):
+            assert a["dice"]["mean"] == pytest.approx(b["dice"]["mean"], abs=1e-6)
 
 
 def test_a_method_may_train_on_another_dataset(tmp_path):

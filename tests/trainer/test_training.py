@@ -1,13 +1,12 @@
-"""Training end to end on tiny data from a fake service: outputs, resume, evaluation, CLI."""
+"""Training end to end on tiny disc datasets in the real service: outputs, resume, evaluation, CLI."""
 
 import json
 
-import httpx
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from helpers.trainer_fakes import API, tiny_dataset
+from helpers.discs_service import discs_service
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
@@ -17,21 +16,21 @@ from softlabel.trainer.config import TrainConfig  # noqa: E402
 from softlabel.trainer.run import load_training_data, train_and_evaluate  # noqa: E402
 from softlabel.trainer.train import train  # noqa: E402
 
+pytestmark = pytest.mark.redis
 TINY = {"channels": (4, 8), "num_res_units": 0, "batch_size": 2, "steps_per_epoch": 2, "lr": 1e-2}
 
 
-@pytest.fixture
-def service(tmp_path, monkeypatch):
-    """The fake service behind every httpx.Client the trainer creates."""
-    fake, truth_dir = tiny_dataset(tmp_path / "data")
-    real_client = httpx.Client
-    monkeypatch.setattr(httpx, "Client", lambda **kw: real_client(**{**kw, "transport": httpx.MockTransport(fake)}))
-    return fake, truth_dir
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    """The embedded stack with 6 2D disc studies (d1), 4 3D ones (d3) and 6 whose soft labels are still queued."""
+    datasets = {"d1": {"n": 6, "shape": (16, 16, 1)}, "d3": {"n": 4, "shape": (12, 14, 10)}}
+    with discs_service(tmp_path_factory.mktemp("discs"), datasets, pending="d1-pending") as running:
+        yield running
 
 
-def _cfg(tmp_path, truth_dir, **kw):
-    fields = {"api": API, "dataset": "d1", "labelset": "sp", "model": "unet2d", "cache_dir": tmp_path / "cache",
-              "truth_dir": truth_dir, "epochs": 2, **TINY, **kw}
+def _cfg(tmp_path, service, dataset="d1", **kw):
+    fields = {"api": service.api, "dataset": dataset, "labelset": "sp", "model": "unet2d", "cache_dir": tmp_path / "cache",
+              "truth_dir": service.truth_dirs[dataset], "epochs": 2, **TINY, **kw}
     return TrainConfig(**fields)
 
 
@@ -45,9 +44,8 @@ def test_config_rejects_conflicts():
 
 
 def test_train_writes_run_folder_and_evaluates(tmp_path, service):
-    _, truth_dir = service
-    cfg = _cfg(tmp_path, truth_dir, loss="kl+wce+dice")
-    data = load_training_data(cfg)
+    cfg = _cfg(tmp_path, service, loss="kl+wce+dice")
+    data = load_training_data(cfg, token=service.token)
     assert data.num_classes == 3 and data.ignore_classes == [] and data.class_names[2] == "core"
     assert [len(data.splits[k]) for k in ("train", "val", "test")] == [3, 1, 2]
     run = tmp_path / "run"
@@ -66,13 +64,12 @@ def test_train_writes_run_folder_and_evaluates(tmp_path, service):
 
 
 def test_resume_continues_exactly(tmp_path, service, capsys):
-    _, truth_dir = service
-    data = load_training_data(_cfg(tmp_path, truth_dir))
+    data = load_training_data(_cfg(tmp_path, service), token=service.token)
     straight, split = tmp_path / "straight", tmp_path / "split"
-    train(_cfg(tmp_path, truth_dir, epochs=2, steps_per_epoch=4), data, straight, progress=True)
+    train(_cfg(tmp_path, service, epochs=2, steps_per_epoch=4), data, straight, progress=True)
     assert "s per step: 8 steps take about" in capsys.readouterr().out  # the estimate, printed up front
-    train(_cfg(tmp_path, truth_dir, epochs=1, steps_per_epoch=4), data, split, progress=False)
-    train(_cfg(tmp_path, truth_dir, epochs=2, steps_per_epoch=4), data, split, resume=True, progress=False)
+    train(_cfg(tmp_path, service, epochs=1, steps_per_epoch=4), data, split, progress=False)
+    train(_cfg(tmp_path, service, epochs=2, steps_per_epoch=4), data, split, resume=True, progress=False)
     a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(split / "checkpoints" / "last.pt", weights_only=True)
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
@@ -80,12 +77,12 @@ def test_resume_continues_exactly(tmp_path, service, capsys):
 
 
 @pytest.mark.slow
-def test_cli_train_then_evaluate_offline(tmp_path, service):
-    _, truth_dir = service
+def test_cli_train_then_evaluate_offline(tmp_path, service, monkeypatch):
+    monkeypatch.setenv("SOFTLABEL_TOKEN", service.token)
     run = tmp_path / "cli-run"
-    args = ["train", "--api", API, "--dataset", "d1", "--labelset", "sp", "--model", "unet2d", "--loss", "ce+dice",
+    args = ["train", "--api", service.api, "--dataset", "d1", "--labelset", "sp", "--model", "unet2d", "--loss", "ce+dice",
             "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--cache-dir", str(tmp_path / "cache"),
-            "--truth-dir", str(truth_dir), "--out", str(run)]
+            "--truth-dir", str(service.truth_dirs["d1"]), "--out", str(run)]
     config = tmp_path / "fields.toml"
     config.write_text('channels = [4, 8]\nnum_res_units = 0\n')
     res = CliRunner().invoke(app, [*args, "--config", str(config)])
@@ -99,29 +96,26 @@ def test_cli_train_then_evaluate_offline(tmp_path, service):
     assert res.exit_code == 0 and len(json.loads((run / "eval-all" / "metrics.json").read_text())["cases"]) == 6
 
 
-def test_cli_train_reports_bad_input(tmp_path, service):
-    res = CliRunner().invoke(app, ["train", "--api", API, "--dataset", "d1", "--labelset", "nope", "--model", "unet2d",
+def test_cli_train_reports_bad_input(tmp_path, service, monkeypatch):
+    monkeypatch.setenv("SOFTLABEL_TOKEN", service.token)
+    res = CliRunner().invoke(app, ["train", "--api", service.api, "--dataset", "d1", "--labelset", "nope", "--model", "unet2d",
                                    "--cache-dir", str(tmp_path / "c")])
-    assert res.exit_code == 1 and "manifest: 404: not found" in res.output
+    assert res.exit_code == 1 and "manifest: 404: labelset 'nope' not found" in res.output
     res = CliRunner().invoke(app, ["train", "--dataset", "d1", "--labelset", "sp", "--loss", "ce+kl+ce"])
     assert res.exit_code == 1 and "expected each term once" in res.output
 
 
 def test_kl_needs_finished_soft_labels(tmp_path, service):
-    fake, truth_dir = service
-    manifest = next(iter(fake.manifests.values()))
-    manifest["studies"][0]["status"], manifest["studies"][0]["soft"] = "running", None
+    """d1-pending's soft labels are queued with no worker running: the hard labels train, KL cannot."""
     with pytest.raises(ValueError, match="expected every study finished"):
-        load_training_data(_cfg(tmp_path, truth_dir, loss="kl+ce"))
-    assert load_training_data(_cfg(tmp_path, truth_dir, loss="ce")).cases["case00"].soft is None
+        load_training_data(_cfg(tmp_path, service, dataset="d1-pending", loss="kl+ce"), token=service.token)
+    data = load_training_data(_cfg(tmp_path, service, dataset="d1-pending", loss="ce"), token=service.token)
+    assert data.cases["case00"].soft is None
 
 
-def test_3d_patches_and_sliding_window(tmp_path, monkeypatch):
-    fake, truth_dir = tiny_dataset(tmp_path / "data", shape=(12, 14, 10), n=4)
-    real_client = httpx.Client
-    monkeypatch.setattr(httpx, "Client", lambda **kw: real_client(**{**kw, "transport": httpx.MockTransport(fake)}))
-    cfg = _cfg(tmp_path, truth_dir, model="unet3d", patch_size=(8, 8, 8), epochs=1, loss="kl+ce+dice")
-    data = load_training_data(cfg)
+def test_3d_patches_and_sliding_window(tmp_path, service):
+    cfg = _cfg(tmp_path, service, dataset="d3", model="unet3d", patch_size=(8, 8, 8), epochs=1, loss="kl+ce+dice")
+    data = load_training_data(cfg, token=service.token)
     result = train_and_evaluate(cfg, tmp_path / "run3d", data=data, progress=False)
     pred = np.asarray(__import__("nibabel").load(tmp_path / "run3d" / "eval" / "predictions" / f"{data.splits['test'][0]}.nii.gz").dataobj)
     assert pred.shape == (12, 14, 10)
