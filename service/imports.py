@@ -155,8 +155,7 @@ def import_zip(
                 )
             )
         except ValidationError as exc:
-            first = exc.errors()[0]
-            raise ApiError(422, f"dataset.json: {'.'.join(map(str, first['loc']))}: {first['msg']}", field="dataset.json") from None
+            raise ApiError.from_validation_error(exc, field_prefix="dataset.json") from None
         folder = tmp / "final" / dataset.id
         for case in raw.cases:
             if not layout.is_valid_id(case.case_id) or case.case_id.endswith(layout.RESERVED_CASE_SUFFIXES):

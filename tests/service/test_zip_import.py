@@ -5,6 +5,7 @@ and the data directory is left as it was."""
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import zipfile
 from pathlib import Path
@@ -88,3 +89,13 @@ def test_a_well_formed_archive_still_imports(api, tmp_path: Path) -> None:
     response = post_zip(api, write_zip(tmp_path / "good.zip", list(dataset_entries(tmp_path).items())))
     assert response.status_code == 201 and response.json()["num_studies"] == 1, response.text
 
+
+
+def test_a_dataset_json_the_service_refuses_names_its_field(api, tmp_path: Path) -> None:
+    """A name the engine reads but the service's dataset rules refuse (at most 200 characters)."""
+    entries = dataset_entries(tmp_path)
+    entries["D/dataset.json"] = json.dumps(json.loads(entries["D/dataset.json"]) | {"name": "x" * 201}).encode()
+    response = post_zip(api, write_zip(tmp_path / "name.zip", list(entries.items())))
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "dataset.json.name", response.json()
+    assert response.json()["detail"].startswith("dataset.json.name: String should have at most 200 characters"), response.json()
