@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import redis
-from rq import Queue
+from rq import Queue, Retry
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
@@ -47,3 +47,30 @@ def test_the_forking_worker_removes_what_a_killed_horse_left(redis_url: str, tmp
     worker.handle_job_failure(job, queue, exc_string="Job stopped by user, work-horse terminated.")
     assert job.get_status(refresh=True) == JobStatus.STOPPED
     assert sorted(p.name for p in out.iterdir()) == ["other.json"]  # another study's file stays
+
+
+def test_the_last_attempt_of_a_failing_job_removes_its_input_copies(redis_url: str, tmp_path, small_study) -> None:
+    """A job that fails for a reason a retry may not meet (here: its output folder is a file)
+    keeps the upload's uncompressed copies for its retry, and removes them on its last attempt."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    outputs = JobOutputs(soft=str(blocker / "case.nii.gz"), superpixels=str(blocker / "case_superpixels.nii.gz"),
+                         preview=str(blocker / "case_preview.png"), provenance=str(blocker / "case.json"))  # fmt: skip
+    copies = tmp_path / "inputs" / "case"
+    copies.mkdir(parents=True)
+    (copies / "image_0000.nii").write_bytes(b"")  # an incomplete set: the job reads the gzipped files
+    spec = SoftenJobPayload(
+        dataset_id="d1", labelset="sp", case_id="case", num_classes=small_study["K"], config=SofteningConfig(n_segments=20),
+        image_paths=[str(p) for p in small_study["images"]], label_path=str(small_study["label"]), outputs=outputs,
+        decoded_inputs=str(copies),
+    )  # fmt: skip
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue("retry-test", connection=connection, serializer=JSONSerializer)
+    job = queue.enqueue(SOFTEN_JOB, spec.model_dump(mode="json"), retry=Retry(max=1))
+    worker = InProcessWorker([queue], connection=connection, serializer=JSONSerializer)
+    worker.execute_job(job, queue)
+    assert job.get_status(refresh=True) == JobStatus.QUEUED and copies.is_dir()  # retried at once (no interval)
+    retried, _ = Queue.dequeue_any([queue], None, connection=connection, serializer=JSONSerializer)
+    worker.execute_job(retried, queue)
+    assert job.get_status(refresh=True) == JobStatus.FAILED and not copies.exists()
+    assert "NotADirectoryError" in job.meta["error"]

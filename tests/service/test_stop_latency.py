@@ -12,11 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from helpers.service import (
     LABELSET_PARAMS, NOISY_PARAMS, multipart, start_worker, wait_for_end, wait_for_stage, write_noisy_study,
 )  # fmt: skip
 from softlabel.service import layout
+from softlabel.worker.jobs.contract import STOP_KEY, STOP_TTL_S
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 STOP_WITHIN_S = 5.0  # the issue's bound, from the request to the job's end
@@ -57,30 +59,40 @@ def test_a_stop_mid_stage_ends_the_job_within_5_s_and_leaves_nothing(api, datase
 NO_CHECKPOINT_ENV = {"SOFTLABEL_STOP_CHECK_INTERVAL_S": "3600", "SOFTLABEL_STOP_GRACE_S": "1"}
 
 
-def _stop_without_checkpoints(api, dataset, settings, tmp_path, *, warm_shutdown: bool):
+def _stop_without_checkpoints(
+    api, dataset, settings, tmp_path, *, warm_shutdown: bool = False, fork: bool = False, lost_command: bool = False
+):
     """A worker whose checkpoints read Redis once an hour (so within the SLIC stage the job
     sees no stop request, as in one compiled call longer than the grace: one SLIC step of a
     512^3 study) runs the NOISY study; it is stopped mid-stage, during a warm shutdown if
-    asked. Returns the worker, the ended job, the stop's latency and the upload's copies."""
+    asked, on an in-process or a forking worker; ``lost_command``: the stop request is left in
+    Redis as the API leaves it, but RQ's stop-job command (pub/sub, at most once) never comes.
+    Returns the worker and the job's id."""
     parts, data = multipart(write_noisy_study(tmp_path / "in", "noisy"))
     assert api.post(f"/v1/datasets/{dataset}/labelsets", json={"name": "sp", "params": NOISY_PARAMS}).status_code == 202
     assert api.post(f"/v1/datasets/{dataset}/studies", files=parts, data=data).status_code == 201
     job_id = api.get(f"/v1/datasets/{dataset}/labelsets/sp/studies").json()["data"][0]["job_id"]
     copies = settings.data_dir / layout.decoded_inputs(dataset, "sp", "noisy")
     assert copies.is_dir()  # the upload's uncompressed inputs, for the job
-    worker = start_worker(settings, "--name", "deadline", log=tmp_path / "worker.log", **NO_CHECKPOINT_ENV)
+    fork_args = ["--fork"] if fork else []
+    worker = start_worker(settings, "--name", "deadline", *fork_args, log=tmp_path / "worker.log", **NO_CHECKPOINT_ENV)
     wait_for_stage(api, job_id, "superpixels")
     time.sleep(0.5)
     if warm_shutdown:
         worker.send_signal(signal.SIGTERM)  # waits for the running job...
         time.sleep(0.2)
     requested = time.monotonic()
-    assert api.delete(f"/v1/jobs/{job_id}").status_code == 202  # ...which this ends
+    if lost_command:
+        redis.Redis.from_url(settings.redis_url).set(STOP_KEY.format(job_id=job_id), 1, ex=STOP_TTL_S)
+    else:
+        assert api.delete(f"/v1/jobs/{job_id}").status_code == 202  # ...which this ends
     job = wait_for_end(api, job_id, timeout_s=60)
     latency = time.monotonic() - requested
-    print(f"stop latency (restart in place{', warm shutdown' if warm_shutdown else ''}): {latency:.2f} s")
+    how = "horse killed" if fork else "restart in place"
+    print(f"stop latency ({how}{', warm shutdown' if warm_shutdown else ''}): {latency:.2f} s")
     assert job["status"] == "stopped" and latency < STOP_WITHIN_S, (latency, job)
-    assert "restarted itself" in job["error"] and "'superpixels'" in job["error"], job["error"]
+    if not fork:
+        assert "restarted itself" in job["error"] and "'superpixels'" in job["error"], job["error"]
     outputs = settings.data_dir / "datasets" / dataset / "labelsets" / "sp"
     assert sorted(p.name for p in outputs.iterdir() if p.name != ".inputs") == []
     assert not copies.exists()
@@ -114,6 +126,18 @@ def test_a_worker_shutting_down_when_it_restarts_for_a_stop_exits_after_it(api, 
     worker, _ = _stop_without_checkpoints(api, dataset, settings, tmp_path, warm_shutdown=True)
     assert worker.wait(30) == 0
     assert "exiting: the worker was shutting down" in (tmp_path / "worker.log").read_text()
+
+
+def test_a_forking_worker_whose_stop_command_was_lost_kills_the_horse_at_the_deadline(api, dataset, settings, tmp_path):
+    """The stop deadline of a forking worker: the horse is killed and leaves nothing."""
+    worker, job_id = _stop_without_checkpoints(api, dataset, settings, tmp_path, fork=True, lost_command=True)
+    try:
+        assert worker.poll() is None
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
+    log = (tmp_path / "worker.log").read_text()
+    assert f"job {job_id} reached no checkpoint within 1 s of its stop request; killing its horse" in log, log[-3000:]
 
 
 def _descendants(pid: int) -> list[str]:

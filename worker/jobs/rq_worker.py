@@ -6,7 +6,8 @@ fork and for starting its threads on every job. ``--fork`` selects RQ's forking
 ``Worker`` on the CPU, which isolates each job in a work horse. Either way a job that kills
 its process is requeued by crash recovery (``worker.jobs.recovery``), and a running job can
 be stopped (``worker.jobs.stop``): the in-process worker's job stops itself at its next
-checkpoint, the forking worker kills the horse and removes what it left. Jobs and results are JSON (``JSONSerializer``); a scheduler
+checkpoint, the forking worker kills the horse and removes what it left; a job that reaches
+no checkpoint within the stop grace is ended by the stop deadline (:class:`StopDeadline`). Jobs and results are JSON (``JSONSerializer``); a scheduler
 runs in one worker to release delayed retries.
 
 Shutdown: the first SIGTERM or SIGINT is a warm shutdown: the running job finishes, then the
@@ -22,6 +23,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -37,7 +39,7 @@ from .contract import LEGACY_SOFTEN_JOBS, SOFTEN_JOB, SoftenJobPayload
 from .recovery import requeue_abandoned, start_recovery_loop
 from .restart import finish_stop, restart_in_place
 from .settings import BACKEND_ENV, WorkerSettings
-from .soften import discard_outputs
+from .soften import discard_outputs, remove_decoded_inputs
 from .stop import stop_requested
 
 WARM_UP_SHAPE = (12, 14, 10)  # voxels of the phantom run once before the first job
@@ -116,15 +118,65 @@ class PromptShutdown:
         )
 
 
-class ForkingWorker(PromptShutdown, Worker):
-    """RQ's forking ``Worker`` (a work horse per job), shutting down promptly, and cleaning up
-    after a horse killed by a stop request.
+class StopDeadline:
+    """Mixin: the stop deadline. While a job runs, a thread looks for its stop request every
+    :data:`STOP_WATCH_S` seconds (in Redis: RQ's stop-job command goes over pub/sub, which
+    delivers at most once, so a command published while the worker's subscription was down is
+    lost); once one is there, the job has ``stop_grace_s`` to stop at a checkpoint
+    before the worker ends it (:meth:`_deadline`'s ``end``)."""
+
+    def __init__(self, *args, stop_grace_s: float | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.stop_grace_s = WorkerSettings().stop_grace_s if stop_grace_s is None else stop_grace_s
+
+    @contextlib.contextmanager
+    def _deadline(self, job_id: str, end: Callable[[], None]) -> Iterator[None]:
+        """Call ``end`` from a watcher thread if the body still runs ``stop_grace_s`` after the
+        job's stop request appeared; ``end`` checks that the job it ends is still the one."""
+        ended = threading.Event()
+
+        def watch() -> None:
+            while not ended.wait(STOP_WATCH_S):
+                try:
+                    if stop_requested(self.connection, job_id):
+                        break
+                except redis.RedisError:  # Redis restarting: look again
+                    continue
+            else:
+                return
+            if not ended.wait(self.stop_grace_s):
+                end()
+
+        threading.Thread(target=watch, name=f"stop-deadline-{job_id}", daemon=True).start()
+        try:
+            yield
+        finally:
+            ended.set()
+
+
+class ForkingWorker(StopDeadline, PromptShutdown, Worker):
+    """RQ's forking ``Worker`` (a work horse per job), shutting down promptly, with a deadline
+    on stops, and cleaning up after a horse killed by a stop request.
 
     RQ kills the horse (SIGKILL) as soon as the stop-job command arrives, so the job cannot
     remove its own outputs: a horse killed while writing leaves a hidden temporary file, or an
-    output without its provenance record. Once the horse is dead, the worker removes them
-    (``soften.discard_outputs``) before it records the job as stopped.
+    output without its provenance record. Once the horse is dead, the worker removes them and
+    the job's uncompressed input copies before it records the job as stopped. When the command
+    was lost and the job reaches no checkpoint in time, the stop deadline kills the horse the
+    same way.
     """
+
+    def monitor_work_horse(self, job: Job, queue: Queue, execution) -> None:
+        horse = self.horse_pid  # the watcher thread starts after the fork, in this process only
+        with self._deadline(job.id, lambda: self._kill_stopped_horse(job.id, horse)):
+            super().monitor_work_horse(job, queue, execution)
+
+    def _kill_stopped_horse(self, job_id: str, horse: int) -> None:
+        if self.horse_pid != horse:  # that horse has ended (RQ sets the pid to 0 then)
+            return
+        self.log.warning("job %s reached no checkpoint within %g s of its stop request; killing its horse", job_id, self.stop_grace_s)
+        self._stopped_job_id = job_id
+        self.kill_horse()
 
     def handle_job_failure(self, job: Job, queue: Queue, started_job_registry=None, exc_string="", execution=None):
         if self._stopped_job_id == job.id and job.func_name in (SOFTEN_JOB, *LEGACY_SOFTEN_JOBS):
@@ -135,32 +187,30 @@ class ForkingWorker(PromptShutdown, Worker):
 
 
 def _discard_outputs_of(job: Job) -> None:
-    """Remove a stopped soften job's outputs (a payload that does not parse wrote none)."""
+    """Remove a stopped soften job's outputs and input copies (a payload that does not parse wrote none)."""
     try:
         spec = SoftenJobPayload.model_validate(job.args[0])
     except (ValueError, IndexError) as exc:
         log.warning("stopped job %s: no outputs to remove (payload: %s)", job.id, exc)
         return
     discard_outputs(spec)
+    remove_decoded_inputs(spec)
 
 
-class InProcessWorker(PromptShutdown, SimpleWorker):
+class InProcessWorker(StopDeadline, PromptShutdown, SimpleWorker):
     """RQ's ``SimpleWorker``, shutting down promptly, with a deadline on stops, and forgetting a
     stop command once the job it named has ended.
 
-    The deadline: while a job runs, a thread looks for its stop request every
-    :data:`STOP_WATCH_S` seconds (in Redis, so it works without RQ's pub/sub, which a warm
-    shutdown leaves); once one is there, the job has ``stop_grace_s`` to stop at a checkpoint,
-    then the worker restarts itself in place to end it (``worker.jobs.restart``).
+    A job still running at the stop deadline is ended by restarting the worker in place
+    (``worker.jobs.restart``): there is no horse to kill.
 
     RQ's stop-job command marks the job id to stop; it is cleared only when that job fails.
     A job that ended before it saw its stop request would leave the mark behind, and a later
     failure of the same (deterministic) job id on this worker would read as stopped.
     """
 
-    def __init__(self, *args, stop_grace_s: float | None = None, **kwargs) -> None:
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.stop_grace_s = WorkerSettings().stop_grace_s if stop_grace_s is None else stop_grace_s
         self._running_lock = threading.Lock()  # held from a restart's decision until the execve
         self._runs = 0  # jobs started by this worker: a retry of a stopped job is another run
         self._running: tuple[str, int] | None = None  # (job id, run) of the running job
@@ -169,32 +219,17 @@ class InProcessWorker(PromptShutdown, SimpleWorker):
         with self._running_lock:
             self._runs += 1
             self._running = run = (job.id, self._runs)
-        ended = threading.Event()
-        threading.Thread(target=self._stop_deadline, args=(run, ended), name=f"stop-deadline-{job.id}", daemon=True).start()
         try:
-            super().execute_job(job, queue)
+            with self._deadline(job.id, lambda: self._restart_if_running(run)):
+                super().execute_job(job, queue)
         finally:
             with self._running_lock:
                 self._running = None
-            ended.set()
             if self._stopped_job_id == job.id:
                 self._stopped_job_id = None
 
-    def _stop_deadline(self, run: tuple[str, int], ended: threading.Event) -> None:
-        """Wait for a stop request of this run, then ``stop_grace_s``; restart in place if the
-        run is still going."""
-        while not ended.wait(STOP_WATCH_S):
-            try:
-                if stop_requested(self.connection, run[0]):
-                    break
-            except redis.RedisError:  # Redis restarting: look again
-                continue
-        else:
-            return
-        if not ended.wait(self.stop_grace_s):
-            self._end_if_still_running(run)
-
-    def _end_if_still_running(self, run: tuple[str, int]) -> None:
+    def _restart_if_running(self, run: tuple[str, int]) -> None:
+        """Restart in place if the stopped run is still running (not a retry of it since)."""
         job_id = run[0]
         with self._running_lock:  # the job cannot end in between: its thread waits here
             if self._running != run:
@@ -222,9 +257,8 @@ def build_worker(
         connection=connection, serializer=JSONSerializer, name=name, job_class=SoftlabelJob,
         maintenance_interval=settings.maintenance_interval_s,
     )  # fmt: skip
-    if fork:
-        return ForkingWorker(queues, **options)
-    return InProcessWorker(queues, stop_grace_s=settings.stop_grace_s, **options)
+    worker_class = ForkingWorker if fork else InProcessWorker
+    return worker_class(queues, stop_grace_s=settings.stop_grace_s, **options)
 
 
 @app.command("worker")

@@ -93,7 +93,9 @@ def soften_study(payload: dict[str, Any]) -> dict[str, Any]:
             remove_decoded_inputs(spec)
             raise
         except Exception as exc:
-            reporter.fail(f"{type(exc).__name__}: {exc}", retry=True)  # a retry reads the copies again
+            reporter.fail(f"{type(exc).__name__}: {exc}", retry=True)
+            if job is None or not job.retries_left:  # the last attempt; a retry would read the copies again
+                remove_decoded_inputs(spec)
             raise
     remove_decoded_inputs(spec)
     if job is not None and not summary.get("reused") and not summary.get("discarded"):
