@@ -3,6 +3,9 @@ worker cleans up after a horse it killed on a stop command."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 import redis
 from rq import Queue, Retry
@@ -74,3 +77,22 @@ def test_the_last_attempt_of_a_failing_job_removes_its_input_copies(redis_url: s
     worker.execute_job(retried, queue)
     assert job.get_status(refresh=True) == JobStatus.FAILED and not copies.exists()
     assert "NotADirectoryError" in job.meta["error"]
+
+
+def test_a_shutdown_signal_is_noted_for_a_restart_even_before_python_handles_it(redis_url: str) -> None:
+    """The restart in place reads SIGTERM/SIGINT from the signal wakeup pipe: a signal that
+    arrived during a long compiled call has not reached RQ's handler yet, and execve drops it."""
+    connection = redis.Redis.from_url(redis_url)
+    worker = InProcessWorker([Queue("signals", connection=connection)], connection=connection)
+    previous = {number: signal.signal(number, lambda *_: None) for number in (signal.SIGTERM, signal.SIGUSR1)}
+    worker.watch_shutdown_signals()
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert not worker._shutdown_signalled()  # another signal is not a shutdown
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert worker._shutdown_signalled()
+        assert not worker._shutdown_signalled()  # read once
+    finally:
+        signal.set_wakeup_fd(-1)
+        for number, handler in previous.items():
+            signal.signal(number, handler)

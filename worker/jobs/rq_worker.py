@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -35,7 +36,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import import_attribute
 
 from ..engine.backend import gpu_unavailable_reason, resolve_backend
-from .contract import LEGACY_SOFTEN_JOBS, SOFTEN_JOB, SoftenJobPayload
+from .contract import LEASE_KEY, LEGACY_SOFTEN_JOBS, SOFTEN_JOB, SoftenJobPayload
 from .recovery import requeue_abandoned, start_recovery_loop
 from .restart import finish_stop, restart_in_place
 from .settings import BACKEND_ENV, WorkerSettings
@@ -168,19 +169,28 @@ class ForkingWorker(StopDeadline, PromptShutdown, Worker):
 
     def monitor_work_horse(self, job: Job, queue: Queue, execution) -> None:
         horse = self.horse_pid  # the watcher thread starts after the fork, in this process only
-        with self._deadline(job.id, lambda: self._kill_stopped_horse(job.id, horse)):
-            super().monitor_work_horse(job, queue, execution)
+        try:
+            with self._deadline(job.id, lambda: self._kill_stopped_horse(job.id, horse)):
+                super().monitor_work_horse(job, queue, execution)
+        finally:
+            if self._stopped_job_id == job.id:  # a stop that came as the horse finished: forget it
+                self._stopped_job_id = None
 
     def _kill_stopped_horse(self, job_id: str, horse: int) -> None:
-        if self.horse_pid != horse:  # that horse has ended (RQ sets the pid to 0 then)
+        """Kill the horse's process group (the horse leads it), not RQ's current horse: this one
+        may have ended meanwhile, and RQ's ``kill_horse`` with no horse would signal our own group."""
+        if not horse or self.horse_pid != horse:  # that horse has ended (RQ sets the pid to 0 then)
             return
         self.log.warning("job %s reached no checkpoint within %g s of its stop request; killing its horse", job_id, self.stop_grace_s)
         self._stopped_job_id = job_id
-        self.kill_horse()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(horse, signal.SIGKILL)
 
     def handle_job_failure(self, job: Job, queue: Queue, started_job_registry=None, exc_string="", execution=None):
         if self._stopped_job_id == job.id and job.func_name in (SOFTEN_JOB, *LEGACY_SOFTEN_JOBS):
             _discard_outputs_of(job)
+            self.connection.delete(LEASE_KEY.format(job_id=job.id))  # the killed horse held it
+            job.ended_at = job.ended_at or datetime.now(timezone.utc)  # RQ leaves a killed horse's job without one
         super().handle_job_failure(
             job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution
         )
@@ -214,6 +224,28 @@ class InProcessWorker(StopDeadline, PromptShutdown, SimpleWorker):
         self._running_lock = threading.Lock()  # held from a restart's decision until the execve
         self._runs = 0  # jobs started by this worker: a retry of a stopped job is another run
         self._running: tuple[str, int] | None = None  # (job id, run) of the running job
+        self._signals: int | None = None  # read end of the signal wakeup pipe
+
+    def watch_shutdown_signals(self) -> None:
+        """Have every signal this process handles also noted in a pipe (``signal.set_wakeup_fd``;
+        call from the main thread). A SIGTERM that arrives during one long compiled call waits
+        for Python's handler until the call returns; a restart in place would lose it, so the
+        restart reads the pipe instead."""
+        read, write = os.pipe()
+        os.set_blocking(read, False)
+        os.set_blocking(write, False)
+        signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        self._signals = read
+
+    def _shutdown_signalled(self) -> bool:
+        """Whether a SIGTERM or SIGINT has arrived (handled by now or not)."""
+        if self._signals is None:
+            return False
+        received = b""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(self._signals, 4096):
+                received += chunk
+        return bool({signal.SIGTERM, signal.SIGINT} & set(received))
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         with self._running_lock:
@@ -239,13 +271,14 @@ class InProcessWorker(StopDeadline, PromptShutdown, SimpleWorker):
                 job_id, self.stop_grace_s,
             )  # fmt: skip
             scheduler = self.scheduler._process if self.scheduler is not None else None
-            if scheduler is not None and scheduler.pid:
-                # RQ's forked scheduler would outlive the execve and keep its locks: end it
-                # (it releases them; RQ's own stop_scheduler also waits for it, up to a second).
-                with contextlib.suppress(ProcessLookupError):  # a warm shutdown ended it already
-                    os.kill(scheduler.pid, signal.SIGTERM)
+            if scheduler is not None and scheduler.is_alive():  # not already ended by a warm shutdown
+                # RQ's forked scheduler would outlive the execve and keep its locks: end it and
+                # release them here, so that the new image's scheduler takes them at once.
+                scheduler.kill()
+                scheduler.join(5)
+                self.scheduler.release_locks()
             self.register_death()  # the new image registers afresh (the same --name too)
-            restart_in_place(job_id, then_exit=self._stop_requested)  # a warm shutdown was under way
+            restart_in_place(job_id, then_exit=self._stop_requested or self._shutdown_signalled())
 
 
 def build_worker(
@@ -277,6 +310,21 @@ def worker_command(
 ) -> None:
     """Run an RQ worker that computes soft labels (REDIS_URL says where Redis is)."""
     settings = WorkerSettings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    connection = redis.Redis.from_url(settings.redis_url)
+    # First, before CUDA or the engine loads: a restart that ended a stopped job finishes it.
+    stopped = finish_stop(connection, grace_s=settings.stop_grace_s, wait_s=settings.lease_ttl_s)
+    if stopped is not None:
+        log.warning("restarted to end job %s, stopped on request; removed its outputs", stopped[0])
+        if stopped[1]:
+            log.info("exiting: the worker was shutting down when it restarted")
+            return
+    if settings.stop_check_interval_s >= settings.stop_grace_s:
+        log.warning(
+            "SOFTLABEL_STOP_CHECK_INTERVAL_S (%g s) is not below SOFTLABEL_STOP_GRACE_S (%g s): a job will rarely see its "
+            "stop request in time, and stops will end it by restarting the worker", settings.stop_check_interval_s,
+            settings.stop_grace_s,
+        )  # fmt: skip
     try:
         resolved = resolve_backend(backend or settings.worker_backend)
     except ValueError as exc:
@@ -287,18 +335,10 @@ def worker_command(
         raise typer.Exit(1)
     use_fork = bool(fork)
     os.environ[BACKEND_ENV] = resolved
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     requested = backend or settings.worker_backend
     if requested == "auto":
         reason = gpu_unavailable_reason()
         log.info("backend auto -> %s (%s)", resolved, "CuPy sees a CUDA device" if reason is None else reason)
-    connection = redis.Redis.from_url(settings.redis_url)
-    stopped = finish_stop(connection, grace_s=settings.stop_grace_s)
-    if stopped is not None:
-        log.warning("restarted to end job %s, stopped on request; removed its outputs", stopped[0])
-        if stopped[1]:
-            log.info("exiting: the worker was shutting down when it restarted")
-            return
     try:
         warm_up(fork=use_fork, backend=resolved)
     except Exception as exc:  # a broken CUDA toolchain, driver or kernel: refuse work rather than fail every job
@@ -317,6 +357,8 @@ def worker_command(
     stop = start_recovery_loop(
         connection, worker.queues, lease_ttl_s=settings.lease_ttl_s, max_recoveries=settings.max_recoveries
     )
+    if isinstance(worker, InProcessWorker):
+        worker.watch_shutdown_signals()
     log.info("backend %s, %s worker on %s", resolved, "forking" if use_fork else "non-forking", worker.queue_names())
     try:
         worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
