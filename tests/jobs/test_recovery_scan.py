@@ -8,9 +8,12 @@ import uuid
 
 import pytest
 import redis
+from helpers.jobs import job_payload
 from rq import Queue
+from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
+from softlabel.worker.jobs.contract import SOFTEN_JOB
 from softlabel.worker.jobs.recovery import requeue_abandoned
 from softlabel.worker.jobs.rq_worker import InProcessWorker
 
@@ -89,3 +92,19 @@ def test_a_job_taken_and_started_is_left_to_its_worker(redis_url: str) -> None:
     connection.set(f"softlabel:lease:{job_id}", "alive", ex=60)
     assert scan(connection, queue) == []
     assert queue.job_ids == []
+
+
+def test_a_soften_job_given_up_after_its_worker_died_removes_its_input_copies(redis_url: str, tmp_path) -> None:
+    """Once crash recovery fails a job for good, no run will read the upload's uncompressed copies."""
+    copies = tmp_path / "inputs" / "case"
+    copies.mkdir(parents=True)
+    (copies / "image_0000.nii").write_bytes(b"voxels")
+    study = {"K": 2, "images": [tmp_path / "case_0000.nii.gz"], "label": tmp_path / "case.nii.gz"}
+    spec = job_payload(study, tmp_path / "out").model_copy(update={"decoded_inputs": str(copies)})
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue(f"recovery-{uuid.uuid4().hex[:6]}", connection=connection, serializer=JSONSerializer)
+    job_id = queue.enqueue(SOFTEN_JOB, spec.model_dump(mode="json")).id
+    assert take_and_die(connection, queue) == job_id
+    time.sleep(LEASE_TTL_S + 0.1)
+    assert requeue_abandoned(connection, [queue], lease_ttl_s=LEASE_TTL_S, max_recoveries=0) == [job_id]
+    assert queue.fetch_job(job_id).get_status() == JobStatus.FAILED and not copies.exists()

@@ -8,6 +8,7 @@ and the softening configuration only; no Redis or RQ import.
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -89,6 +90,11 @@ class SoftenJobPayload(BaseModel):
         None, description="sha256 and size of the image files then the label, as the upload recorded them; the job "
         "records these as its inputs, without hashing the files again, when each file still has its recorded size",
     )
+
+    def remove_decoded_inputs(self) -> None:
+        """Remove this job's links to the uncompressed input copies (the job will not run again)."""
+        if self.decoded_inputs is not None:
+            shutil.rmtree(self.decoded_inputs, ignore_errors=True)
 
     def decoded_paths(self) -> tuple[list[Path], Path] | None:
         """The copies' paths (images, label) when the payload names a folder of them, else None."""

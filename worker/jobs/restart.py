@@ -38,7 +38,7 @@ from rq.job_lifecycle import record_job_failure
 from rq.serializers import JSONSerializer
 
 from .contract import LEASE_KEY, SoftenJobPayload
-from .soften import discard_outputs, remove_decoded_inputs
+from .soften import discard_outputs
 
 RESTARTED_FOR_STOP_ENV = "SOFTLABEL_RESTARTED_FOR_STOP"  # the stopped job's id, set for the new image only
 EXIT_AFTER_STOP_ENV = "SOFTLABEL_EXIT_AFTER_STOP"  # "1": the old image was shutting down; the new one exits
@@ -127,7 +127,7 @@ def _record_stopped(connection: redis.Redis, job_id: str, *, grace_s: float) -> 
         log.warning("stopped job %s: no outputs to remove (payload: %s)", job_id, exc)
     else:
         discard_outputs(spec)
-        remove_decoded_inputs(spec)
+        spec.remove_decoded_inputs()
     registry = Queue(job.origin, connection=connection, serializer=JSONSerializer).started_job_registry
     runs = [run for jid, run in registry.get_job_and_execution_ids(cleanup=False) if jid == job_id]
     stage = job.meta.get("progress", {}).get("stage", "started")

@@ -40,7 +40,7 @@ from .contract import LEASE_KEY, LEGACY_SOFTEN_JOBS, SOFTEN_JOB, SoftenJobPayloa
 from .recovery import requeue_abandoned, start_recovery_loop
 from .restart import finish_stop, restart_in_place
 from .settings import BACKEND_ENV, WorkerSettings
-from .soften import discard_outputs, remove_decoded_inputs
+from .soften import discard_outputs
 from .stop import stop_requested
 
 WARM_UP_SHAPE = (12, 14, 10)  # voxels of the phantom run once before the first job
@@ -204,7 +204,7 @@ def _discard_outputs_of(job: Job) -> None:
         log.warning("stopped job %s: no outputs to remove (payload: %s)", job.id, exc)
         return
     discard_outputs(spec)
-    remove_decoded_inputs(spec)
+    spec.remove_decoded_inputs()
 
 
 class InProcessWorker(StopDeadline, PromptShutdown, SimpleWorker):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import time
 from datetime import datetime, timezone
@@ -90,14 +89,14 @@ def soften_study(payload: dict[str, Any]) -> dict[str, Any]:
             )  # fmt: skip
         except (InputError, JobStopped) as exc:
             reporter.fail(str(exc), retry=False)
-            remove_decoded_inputs(spec)
+            spec.remove_decoded_inputs()
             raise
         except Exception as exc:
             reporter.fail(f"{type(exc).__name__}: {exc}", retry=True)
             if job is None or not job.retries_left:  # the last attempt; a retry would read the copies again
-                remove_decoded_inputs(spec)
+                spec.remove_decoded_inputs()
             raise
-    remove_decoded_inputs(spec)
+    spec.remove_decoded_inputs()
     if job is not None and not summary.get("reused") and not summary.get("discarded"):
         record_job_timings(summary["timings_s"], backend=summary["backend"], connection=job.connection)
     return summary
@@ -198,12 +197,6 @@ def _decoded_copies(spec: SoftenJobPayload) -> tuple[list[Path], Path] | None:
     if decoded is not None and all(p.is_file() for p in [*decoded[0], decoded[1]]):
         return decoded
     return None
-
-
-def remove_decoded_inputs(spec: SoftenJobPayload) -> None:
-    """Remove this job's links to the uncompressed input copies (the job will not run again)."""
-    if spec.decoded_inputs is not None:
-        shutil.rmtree(spec.decoded_inputs, ignore_errors=True)
 
 
 def discard_outputs(spec: SoftenJobPayload) -> None:
