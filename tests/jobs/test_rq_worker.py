@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import redis
@@ -13,7 +14,7 @@ from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
 from softlabel.worker.engine.config import SofteningConfig
-from softlabel.worker.jobs.contract import SOFTEN_JOB, JobOutputs, SoftenJobPayload
+from softlabel.worker.jobs.contract import SOFTEN_JOB, STOP_KEY, JobOutputs, SoftenJobPayload
 from softlabel.worker.jobs.rq_worker import ForkingWorker, InProcessWorker
 
 pytestmark = pytest.mark.redis
@@ -52,9 +53,9 @@ def test_the_forking_worker_removes_what_a_killed_horse_left(redis_url: str, tmp
     assert sorted(p.name for p in out.iterdir()) == ["other.json"]  # another study's file stays
 
 
-def test_the_last_attempt_of_a_failing_job_removes_its_input_copies(redis_url: str, tmp_path, small_study) -> None:
-    """A job that fails for a reason a retry may not meet (here: its output folder is a file)
-    keeps the upload's uncompressed copies for its retry, and removes them on its last attempt."""
+def _failing_job_with_copies(redis_url: str, tmp_path, small_study) -> tuple[redis.Redis, Queue, object, Path]:
+    """A soften job with one retry that fails for a reason a retry may not meet (its output
+    folder is a file), and a folder of upload copies named in its payload."""
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     outputs = JobOutputs(soft=str(blocker / "case.nii.gz"), superpixels=str(blocker / "case_superpixels.nii.gz"),
@@ -69,7 +70,12 @@ def test_the_last_attempt_of_a_failing_job_removes_its_input_copies(redis_url: s
     )  # fmt: skip
     connection = redis.Redis.from_url(redis_url)
     queue = Queue("retry-test", connection=connection, serializer=JSONSerializer)
-    job = queue.enqueue(SOFTEN_JOB, spec.model_dump(mode="json"), retry=Retry(max=1))
+    return connection, queue, queue.enqueue(SOFTEN_JOB, spec.model_dump(mode="json"), retry=Retry(max=1)), copies
+
+
+def test_the_last_attempt_of_a_failing_job_removes_its_input_copies(redis_url: str, tmp_path, small_study) -> None:
+    """The copies stay for the retry, and go with the last attempt."""
+    connection, queue, job, copies = _failing_job_with_copies(redis_url, tmp_path, small_study)
     worker = InProcessWorker([queue], connection=connection, serializer=JSONSerializer)
     worker.execute_job(job, queue)
     assert job.get_status(refresh=True) == JobStatus.QUEUED and copies.is_dir()  # retried at once (no interval)
@@ -77,6 +83,14 @@ def test_the_last_attempt_of_a_failing_job_removes_its_input_copies(redis_url: s
     worker.execute_job(retried, queue)
     assert job.get_status(refresh=True) == JobStatus.FAILED and not copies.exists()
     assert "NotADirectoryError" in job.meta["error"]
+
+
+def test_a_failing_job_whose_stop_was_requested_removes_its_input_copies(redis_url: str, tmp_path, small_study) -> None:
+    """Stopped while it failed: RQ does not retry it, so nothing will read the copies."""
+    connection, queue, job, copies = _failing_job_with_copies(redis_url, tmp_path, small_study)
+    connection.set(STOP_KEY.format(job_id=job.id), 1)
+    InProcessWorker([queue], connection=connection, serializer=JSONSerializer).execute_job(job, queue)
+    assert not copies.exists()
 
 
 def test_a_shutdown_signal_is_noted_for_a_restart_even_before_python_handles_it(redis_url: str) -> None:

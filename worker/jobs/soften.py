@@ -34,7 +34,7 @@ from .contract import SoftenJobPayload
 from .metrics import record_job_timings
 from .recovery import job_lease
 from .settings import BACKEND_ENV, WorkerSettings
-from .stop import JobStopped, StopCheck
+from .stop import JobStopped, StopCheck, stop_requested
 
 ENGINE_SHARE = 0.95  # fraction of a job's progress given to soften_files; the preview takes the rest
 
@@ -93,7 +93,8 @@ def soften_study(payload: dict[str, Any]) -> dict[str, Any]:
             raise
         except Exception as exc:
             reporter.fail(f"{type(exc).__name__}: {exc}", retry=True)
-            if job is None or not job.retries_left:  # the last attempt; a retry would read the copies again
+            # The last attempt, or a stopped one (RQ retries no stopped job); a retry would read the copies again.
+            if job is None or not job.retries_left or stop_requested(job.connection, job.id):
                 spec.remove_decoded_inputs()
             raise
     spec.remove_decoded_inputs()
