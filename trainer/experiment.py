@@ -84,6 +84,12 @@ def run_dir(cfg: ExperimentConfig, method: MethodSpec, loss: str, seed: int) -> 
     return cfg.out_dir / method.name / loss / f"seed{seed}"
 
 
+def unfinished_runs(cfg: ExperimentConfig) -> list[tuple[MethodSpec, str, int]]:
+    """(method, loss, seed) of every run without its evaluation (``eval/metrics.json``) yet."""
+    return [(m, loss, seed) for m in cfg.methods for loss in m.losses for seed in cfg.seeds
+            if not (run_dir(cfg, m, loss, seed) / "eval" / "metrics.json").exists()]  # fmt: skip
+
+
 def run_experiment(cfg: ExperimentConfig, *, token: str | None = None, progress: bool = True, jobs: int = 1, log=print) -> dict:
     """Train and evaluate every (method, loss, seed); write ``results.json`` and ``table.md``.
 
@@ -93,8 +99,7 @@ def run_experiment(cfg: ExperimentConfig, *, token: str | None = None, progress:
 
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     (cfg.out_dir / "experiment.json").write_text(cfg.model_dump_json(indent=2))
-    pending = [m for m in cfg.methods for loss in m.losses for seed in cfg.seeds
-               if not (run_dir(cfg, m, loss, seed) / "eval" / "metrics.json").exists()]
+    pending = [method for method, _, _ in unfinished_runs(cfg)]
     if pending and cfg.create_labelsets:
         from softlabel.service.client import SoftlabelClient
 
@@ -153,8 +158,7 @@ def _train_in_parallel(cfg: ExperimentConfig, *, jobs: int, token: str | None, l
 
     from .run import fetch_training_files
 
-    runs = [(m, loss, seed) for m in cfg.methods for loss in m.losses for seed in cfg.seeds
-            if not (run_dir(cfg, m, loss, seed) / "eval" / "metrics.json").exists()]
+    runs = unfinished_runs(cfg)
     for method in {m.name: m for m, _, _ in runs}.values():
         fetch_training_files(cfg.run_config(method, method.losses[0], cfg.seeds[0]), token=token,
                              need_soft=any("kl" in x for x in method.losses))
