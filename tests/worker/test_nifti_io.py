@@ -216,3 +216,12 @@ def test_a_copy_holds_only_the_voxels_its_header_declares(tmp_path: Path, small_
         copies = _copies(tmp_path / f"copies_{first.stem}", images)
         nifti_io.check_study([first, *images[1:]], label, num_classes=4, copies=copies)
         assert copies[0].read_bytes() == plain
+
+
+def test_a_copy_that_cannot_be_written_is_not_blamed_on_the_input(tmp_path: Path, small_study: dict) -> None:
+    """Writing the copies is the server's business: a missing folder (or a full disk) is an
+    OSError, not an InputError naming the uploaded file."""
+    images, label = small_study["images"], small_study["label"]
+    copies = [tmp_path / "missing" / p.name for p in _copies(tmp_path / "copies", images)]
+    with pytest.raises(FileNotFoundError):
+        nifti_io.check_study(images, label, num_classes=4, copies=copies)

@@ -83,26 +83,30 @@ def _read_data(img: nib.Nifti1Image, path: Path, dtype: type | None = None, *, c
 
     copy_to: also write the file's uncompressed NIfTI there (header, extensions and the
     declared voxels, nothing past them), which then reads as the same image without
-    decompressing again."""
+    decompressing again. Only reading errors are the file's (``InputError``); an error writing
+    the copy is this machine's and is raised as it is."""
+    head = raw = None
     try:
         if not path.name.endswith(".gz"):
-            if copy_to is not None:
-                shutil.copyfile(path, copy_to)
-            return np.asarray(img.dataobj, dtype=dtype)
-        proxy = img.dataobj
-        spec = (proxy.shape, proxy.dtype, proxy.offset, proxy.slope, proxy.inter)
-        if copy_to is not None:
+            data = np.asarray(img.dataobj, dtype=dtype)
+        else:
+            proxy = img.dataobj
+            spec = (proxy.shape, proxy.dtype, proxy.offset, proxy.slope, proxy.inter)
             with gzip_codec.open(path, "rb") as fileobj:
+                if copy_to is None:
+                    return np.asarray(nib.arrayproxy.ArrayProxy(fileobj, spec), dtype=dtype)
                 head = fileobj.read(proxy.offset)
                 raw = nib.arrayproxy.ArrayProxy(fileobj, spec).get_unscaled()  # Fortran order, the file's dtype
-            with copy_to.open("wb") as out:
-                out.write(head)
-                out.write(np.asfortranarray(raw).reshape(-1, order="F").view(np.uint8))
-            return np.asarray(nib.volumeutils.apply_read_scaling(raw, proxy.slope, proxy.inter), dtype=dtype)
-        with gzip_codec.open(path, "rb") as fileobj:
-            return np.asarray(nib.arrayproxy.ArrayProxy(fileobj, spec), dtype=dtype)
+            data = np.asarray(nib.volumeutils.apply_read_scaling(raw, proxy.slope, proxy.inter), dtype=dtype)
     except _READ_ERRORS as exc:
         raise InputError(file=path, field="voxel data", expected="a complete, readable file", got=f"{type(exc).__name__}: {exc}") from None
+    if copy_to is not None and raw is None:
+        shutil.copyfile(path, copy_to)
+    elif copy_to is not None:
+        with copy_to.open("wb") as out:
+            out.write(head)
+            out.write(np.asfortranarray(raw).reshape(-1, order="F").view(np.uint8))
+    return data
 
 
 def _spatial(shape: Sequence[int]) -> tuple[int, ...]:
