@@ -74,3 +74,11 @@ def test_a_job_stopped_at_a_checkpoint_leaves_no_output(small_study, tmp_path):
         run_soften_job(job_payload(small_study, out), backend="cpu", progress=lambda name, fraction: stages.append(name),
                        checkpoint=checkpoint)  # fmt: skip
     assert stages[-1] == "soften" and sorted(p.name for p in out.iterdir()) == []
+
+
+def test_a_checkpoint_that_cannot_reach_redis_does_not_stop_the_job(tmp_path) -> None:
+    """Redis restarting is no stop request: the engine goes on (the next read, or the stop deadline, decides)."""
+    unreachable = redis.Redis(unix_socket_path=str(tmp_path / "no-redis.sock"), socket_connect_timeout=0.1)
+    check = StopCheck(unreachable, "job-3", interval_s=0)
+    check()
+    check.check()

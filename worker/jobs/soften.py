@@ -42,10 +42,9 @@ ENGINE_SHARE = 0.95  # fraction of a job's progress given to soften_files; the p
 class _Reporter:
     """Progress, attempts and errors in the RQ job's meta, and stop requests (a no-op outside RQ)."""
 
-    def __init__(self, job: Job | None) -> None:
+    def __init__(self, job: Job | None, *, stop_check_interval_s: float) -> None:
         self.job = job
-        interval_s = WorkerSettings().stop_check_interval_s
-        self.stop_check = StopCheck(job.connection, job.id, interval_s=interval_s) if job is not None else None
+        self.stop_check = StopCheck(job.connection, job.id, interval_s=stop_check_interval_s) if job is not None else None
         if job is not None:
             job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
             job.meta.pop("error", None)
@@ -79,8 +78,9 @@ def soften_study(payload: dict[str, Any]) -> dict[str, Any]:
     """The RQ job: soften one study of one labelset; returns a JSON summary."""
     spec = SoftenJobPayload.model_validate(payload)
     job = get_current_job()
-    reporter = _Reporter(job)
-    with job_lease(job, ttl_s=WorkerSettings().lease_ttl_s):
+    settings = WorkerSettings()
+    reporter = _Reporter(job, stop_check_interval_s=settings.stop_check_interval_s)
+    with job_lease(job, ttl_s=settings.lease_ttl_s):
         try:
             summary = run_soften_job(
                 spec, backend=os.environ.get(BACKEND_ENV, "auto"), progress=reporter.progress,

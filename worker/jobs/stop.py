@@ -63,11 +63,16 @@ class StopCheck:
         self._read(force=True)
 
     def _read(self, *, force: bool) -> None:
-        with self._lock:
+        with self._lock:  # held only to claim the read: the engine's other threads do not wait on Redis
             now = time.monotonic()
-            if not self._stopped and (force or now - self._last_read >= self._interval_s):
+            due = not self._stopped and (force or now - self._last_read >= self._interval_s)
+            if due:
                 self._last_read = now
-                self._stopped = stop_requested(self._connection, self._job_id)
-            stopped = self._stopped
-        if stopped:
+        if due:
+            try:
+                if stop_requested(self._connection, self._job_id):
+                    self._stopped = True
+            except redis.RedisError:  # Redis restarting: not known to be stopped; the next read, or the deadline, decides
+                pass
+        if self._stopped:
             raise JobStopped(f"stopped on request at stage {self.stage!r}")
