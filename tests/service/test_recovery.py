@@ -31,6 +31,7 @@ from helpers.service import (
 from softlabel.service.app import create_app
 from softlabel.service.embedded_redis import EmbeddedRedis
 from softlabel.service.settings import Settings
+from softlabel.worker.jobs.restart import descendants
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
@@ -63,23 +64,6 @@ class VisibleFileChecker(threading.Thread):
                     pass
                 except Exception as exc:  # a partial file was visible
                     self.errors.append(f"{path.name}: {exc!r}")
-
-
-def descendants(pid: int) -> list[int]:
-    """Child processes of ``pid``, recursively (the RQ work horse runs in its own group)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 @pytest.mark.parametrize("fork", [False, True], ids=["in-process worker", "forking worker"])
