@@ -29,7 +29,7 @@ from softlabel.worker.engine.io.files import file_sha256
 from softlabel.worker.jobs.contract import DECODED_IMAGE, DECODED_LABEL
 
 from . import layout
-from .datasets import Dataset, refresh_num_training, utc_now
+from .datasets import Dataset, labelset_names, refresh_num_training, utc_now
 from .errors import ApiError, conflict
 from .labelsets import list_labelsets, queue_studies
 from .locks import dataset_lock
@@ -101,12 +101,19 @@ def resolve_case_id(case_id: str | None, label_filename: str) -> str:
     return case_id
 
 
-def _as_channel_files(paths: list[Path], folder: Path, *, channels: int) -> list[Path]:
+def _kept_as_uploaded(files: nifti_io.ImageFiles) -> bool:
+    """Whether the image files are stored byte for byte: already one gzipped 2D/3D file per channel."""
+    gzipped = all(p.name.endswith(".nii.gz") for p in files.paths)
+    return gzipped and len(files.paths) == files.num_channels and all(len(img.shape) < 4 for img in files.images)
+
+
+def _as_channel_files(files: nifti_io.ImageFiles, folder: Path) -> list[Path]:
     """One gzipped 2D/3D file per channel: uploaded files are kept byte for byte when they
     already are one; a 4D file is split and plain ``.nii`` is compressed."""
+    if _kept_as_uploaded(files):
+        return files.paths
     folder.mkdir()
-    if len(paths) == channels and all(p.name.endswith(".nii.gz") and len(nib.load(p).shape) < 4 for p in paths):
-        return paths
+    paths, channels = files.paths, files.num_channels
     out = []
     for index in range(channels):
         img = nib.load(paths[0] if len(paths) == 1 else paths[index])
@@ -126,12 +133,6 @@ def _as_gzipped(path: Path, folder: Path) -> Path:
     return target
 
 
-def _kept_as_uploaded(images: list[Path], label: Path, *, channels: int) -> bool:
-    """Whether the files are stored byte for byte: one gzipped 2D/3D file per channel and a gzipped label."""
-    gzipped = all(p.name.endswith(".nii.gz") for p in [*images, label])
-    return gzipped and len(images) == channels and all(len(nib.load(p).shape) < 4 for p in images)
-
-
 def prepare_study(
     folder: Path, dataset: Dataset, *, case_id: str, images: list[UploadedFile], label: UploadedFile, max_voxels: int,
     decode: bool = False,
@@ -144,7 +145,8 @@ def prepare_study(
     image_paths = [save_upload(part, folder / f"image{i}") for i, part in enumerate(images)]
     label_path = save_upload(label, folder / "label")
     try:
-        channels = nifti_io.open_image_files(image_paths, max_voxels=max_voxels).num_channels
+        files = nifti_io.open_image_files(image_paths, max_voxels=max_voxels)
+        channels = files.num_channels
         if channels != dataset.num_channels:
             names = ", ".join(dataset.channel_names.values())
             raise ApiError(
@@ -153,7 +155,8 @@ def prepare_study(
                 expected=f"{dataset.num_channels} channels", got=f"{channels} channels",
             )  # fmt: skip
         nifti_io.open_nifti(label_path, max_voxels=max_voxels)
-        decoded = folder / "decoded" if decode and _kept_as_uploaded(image_paths, label_path, channels=channels) else None
+        kept = _kept_as_uploaded(files) and label_path.name.endswith(".nii.gz")  # stored as uploaded
+        decoded = folder / "decoded" if decode and kept else None
         copies = None
         if decoded is not None:
             decoded.mkdir()
@@ -161,7 +164,7 @@ def prepare_study(
         study = nifti_io.check_study(
             image_paths, label_path, num_classes=dataset.num_classes, max_voxels=max_voxels, copies=copies
         )
-        final_images = _as_channel_files(image_paths, folder / "channels", channels=channels)
+        final_images = _as_channel_files(files, folder / "channels")
         final_label = _as_gzipped(label_path, folder / "converted")
     except InputError as exc:
         raise ApiError.from_input_error(exc, hide=folder) from None
@@ -210,7 +213,7 @@ def add_study(
     with storage.scratch(layout.dataset_dir(dataset.id)) as folder:
         prepared = prepare_study(
             folder, dataset, case_id=case, images=images, label=label, max_voxels=settings.max_voxels,
-            decode=bool(list_labelsets(storage, dataset.id)),
+            decode=bool(labelset_names(storage, dataset.id)),
         )  # fmt: skip
         with dataset_lock(queue.connection, dataset.id):
             study = place_study(storage, dataset, prepared)
