@@ -48,7 +48,8 @@ class Storage(Protocol):
 
     def put_copy(self, key: str, source: Path) -> None:
         """Copy a local folder of files (from :meth:`scratch`) to ``key``, replacing any folder
-        there, atomically; the files are hard links where possible and ``source`` stays."""
+        there; the files are hard links where possible and ``source`` stays. The folder appears
+        whole (staged under a hidden name, then renamed), and a failed copy leaves nothing."""
 
     def delete(self, key: str) -> None:
         """Remove the file or the whole folder at ``key`` (no error when absent)."""
@@ -68,6 +69,15 @@ def _check_key(key: str) -> list[str]:
     if not key or any(part in ("", ".", "..") for part in parts):
         raise ValueError(f"storage key: expected a relative path without empty, '.' or '..' parts, got {key!r}")
     return parts
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link where the filesystem allows, else a copy: stored files are never rewritten in
+    place, so sharing the inode is safe."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 class LocalStorage:
@@ -114,21 +124,19 @@ class LocalStorage:
         src, dst = self.local_path(source), self.local_path(target)
         dst.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(dst) as tmp:
-            try:
-                os.link(src, tmp)  # outputs are never rewritten in place, so sharing the inode is safe
-            except OSError:
-                shutil.copyfile(src, tmp)
+            _link_or_copy(src, tmp)
 
     def put_copy(self, key: str, source: Path) -> None:
         target = self.local_path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         staged = target.with_name(f".staged-{target.name}-{uuid.uuid4().hex[:8]}")
         staged.mkdir()
-        for file in source.iterdir():
-            try:
-                os.link(file, staged / file.name)  # the copies are only read, never rewritten
-            except OSError:
-                shutil.copyfile(file, staged / file.name)
+        try:
+            for file in source.iterdir():
+                _link_or_copy(file, staged / file.name)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
         self.delete(key)
         os.rename(staged, target)
 
