@@ -123,6 +123,8 @@ def cancel(connection: redis.Redis, job: Job) -> None:
         request_stop(connection, job.id)
     else:
         job.cancel()
+        if (spec := SoftenJobPayload.of_job(job.func_name, job.args)) is not None:
+            spec.remove_decoded_inputs()  # it will not run: nothing reads the upload's copies
 
 
 def error_message(job: Job) -> str | None:

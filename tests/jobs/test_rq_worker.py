@@ -88,8 +88,10 @@ def test_the_last_attempt_of_a_failing_job_removes_its_input_copies(redis_url: s
 def test_a_failing_job_whose_stop_was_requested_removes_its_input_copies(redis_url: str, tmp_path, small_study) -> None:
     """Stopped while it failed: RQ does not retry it, so nothing will read the copies."""
     connection, queue, job, copies = _failing_job_with_copies(redis_url, tmp_path, small_study)
-    connection.set(STOP_KEY.format(job_id=job.id), 1)
-    InProcessWorker([queue], connection=connection, serializer=JSONSerializer).execute_job(job, queue)
+    connection.set(STOP_KEY.format(job_id=job.id), 1)  # what DELETE /v1/jobs/{id} leaves...
+    worker = InProcessWorker([queue], connection=connection, serializer=JSONSerializer)
+    worker._stopped_job_id = job.id  # ...with RQ's stop-job command
+    worker.execute_job(job, queue)
     assert not copies.exists()
 
 

@@ -65,3 +65,13 @@ def test_no_copies_without_a_labelset_and_none_left_by_a_deleted_study(api, data
     assert copies_folder(settings, dataset, "c002").is_dir()
     assert api.delete(f"/v1/datasets/{dataset}/studies/c002").status_code == 204
     assert not copies_folder(settings, dataset, "c002").exists()
+
+
+def test_a_cancelled_queued_job_removes_its_copies(api, dataset, settings, tmp_path):
+    """Cancelled before any worker took it, the job will not run: nothing reads the copies."""
+    assert api.post(f"/v1/datasets/{dataset}/labelsets", json={"name": "sp", "params": LABELSET_PARAMS}).status_code == 202
+    job_id = upload(api, dataset, write_tiny_study(tmp_path / "in", "c001"))["jobs"][0]["job_id"]
+    assert copies_folder(settings, dataset, "c001").is_dir()
+    assert api.delete(f"/v1/jobs/{job_id}").status_code == 202
+    assert api.get(f"/v1/jobs/{job_id}").json()["status"] == "canceled"
+    assert not copies_folder(settings, dataset, "c001").exists()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -83,13 +85,24 @@ class SoftenJobPayload(BaseModel):
     max_voxels: int | None = Field(None, gt=0, description="voxels per image file, checked on the header")
     decoded_inputs: str | None = Field(
         None, description="absolute path of a folder of uncompressed copies of the inputs (DECODED_IMAGE, DECODED_LABEL) "
-        "made at upload; the job reads them when all are there, records the gzipped files as its inputs, and removes "
-        "the folder once it will not run again",
+        "made at upload; the job reads them when all are there, records the gzipped files as its inputs; its worker "
+        "removes the folder once RQ has recorded the job's end (finished, failed for good, stopped)",
     )
     input_files: list[InputFile] | None = Field(
         None, description="sha256 and size of the image files then the label, as the upload recorded them; the job "
         "records these as its inputs, without hashing the files again, when each file still has its recorded size",
     )
+
+    @classmethod
+    def of_job(cls, func_name: str, args: Sequence[Any]) -> SoftenJobPayload | None:
+        """The payload of an RQ job (its function's name and arguments) that runs the soften job;
+        None for another function, or a payload that does not parse (such a job wrote nothing)."""
+        if func_name not in (SOFTEN_JOB, *LEGACY_SOFTEN_JOBS) or not args:
+            return None
+        try:
+            return cls.model_validate(args[0])
+        except ValueError:
+            return None
 
     def remove_decoded_inputs(self) -> None:
         """Remove this job's links to the uncompressed input copies (the job will not run again)."""

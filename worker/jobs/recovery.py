@@ -29,7 +29,7 @@ from rq.job import Job, JobStatus
 from rq.job_lifecycle import record_job_failure
 from rq.worker_registration import unregister
 
-from .contract import IN_TRANSIT_KEY, LEASE_KEY, LEGACY_SOFTEN_JOBS, RECOVERING_KEY, SOFTEN_JOB, SoftenJobPayload
+from .contract import IN_TRANSIT_KEY, LEASE_KEY, RECOVERING_KEY, SoftenJobPayload
 
 log = logging.getLogger(__name__)
 
@@ -187,18 +187,8 @@ def _recover(connection: redis.Redis, queue: Queue, job: Job, registry_keys: lis
             queue.enqueue_job(job, pipeline=pipe, at_front=True)
             log.warning("job %s: its worker died; requeued (recovery %d of %d)", job.id, count, max_recoveries)
         pipe.execute()
-    if count > max_recoveries:
-        _remove_decoded_inputs_of(job)
-
-
-def _remove_decoded_inputs_of(job: Job) -> None:
-    """A soften job failed for good: its input copies will not be read (other jobs' payloads have none)."""
-    if job.func_name not in (SOFTEN_JOB, *LEGACY_SOFTEN_JOBS):
-        return
-    try:
-        SoftenJobPayload.model_validate(job.args[0]).remove_decoded_inputs()
-    except (ValueError, IndexError) as exc:
-        log.warning("job %s: no input copies to remove (payload: %s)", job.id, exc)
+    if count > max_recoveries and (spec := SoftenJobPayload.of_job(job.func_name, job.args)) is not None:
+        spec.remove_decoded_inputs()  # failed for good: no run will read the upload's copies
 
 
 def start_recovery_loop(

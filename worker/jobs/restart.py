@@ -121,11 +121,7 @@ def _record_stopped(connection: redis.Redis, job_id: str, *, grace_s: float) -> 
         return
     if job.get_status() != JobStatus.STARTED:
         return
-    try:
-        spec = SoftenJobPayload.model_validate(job.args[0])
-    except (ValueError, IndexError) as exc:  # a payload that does not parse wrote nothing
-        log.warning("stopped job %s: no outputs to remove (payload: %s)", job_id, exc)
-    else:
+    if (spec := SoftenJobPayload.of_job(job.func_name, job.args)) is not None:
         discard_outputs(spec)
         spec.remove_decoded_inputs()
     registry = Queue(job.origin, connection=connection, serializer=JSONSerializer).started_job_registry

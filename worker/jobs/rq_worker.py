@@ -31,7 +31,7 @@ from typing import Annotated, Optional
 import redis
 import typer
 from rq import Queue, SimpleWorker, Worker
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import import_attribute
 
@@ -119,6 +119,29 @@ class PromptShutdown:
         )
 
 
+class ReleasesInputCopies:
+    """Mixin: once RQ has recorded a soften job's end (finished, failed for good, stopped), the
+    upload's uncompressed input copies its payload names are removed; a job RQ retries keeps
+    them for its next run. Here, after RQ's decision, rather than in the job, which cannot know
+    it: a horse killed or dead, a failure while a stop was requested."""
+
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry, execution=None):
+        super().handle_job_success(job, queue, started_job_registry, execution)
+        _release_input_copies(job)
+
+    def handle_job_failure(self, job: Job, queue: Queue, started_job_registry=None, exc_string="", execution=None):
+        super().handle_job_failure(
+            job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution
+        )
+        if job.get_status(refresh=False) in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED):
+            _release_input_copies(job)
+
+
+def _release_input_copies(job: Job) -> None:
+    if (spec := SoftenJobPayload.of_job(job.func_name, job.args)) is not None:
+        spec.remove_decoded_inputs()
+
+
 class StopDeadline:
     """Mixin: the stop deadline. While a job runs, a thread looks for its stop request every
     :data:`STOP_WATCH_S` seconds (in Redis: RQ's stop-job command goes over pub/sub, which
@@ -155,7 +178,7 @@ class StopDeadline:
             ended.set()
 
 
-class ForkingWorker(StopDeadline, PromptShutdown, Worker):
+class ForkingWorker(ReleasesInputCopies, StopDeadline, PromptShutdown, Worker):
     """RQ's forking ``Worker`` (a work horse per job), shutting down promptly, with a deadline
     on stops, and cleaning up after a horse killed by a stop request.
 
@@ -187,8 +210,9 @@ class ForkingWorker(StopDeadline, PromptShutdown, Worker):
             os.killpg(horse, signal.SIGKILL)
 
     def handle_job_failure(self, job: Job, queue: Queue, started_job_registry=None, exc_string="", execution=None):
-        if self._stopped_job_id == job.id and job.func_name in (SOFTEN_JOB, *LEGACY_SOFTEN_JOBS):
-            _discard_outputs_of(job)
+        spec = SoftenJobPayload.of_job(job.func_name, job.args)
+        if self._stopped_job_id == job.id and spec is not None:
+            discard_outputs(spec)
             self.connection.delete(LEASE_KEY.format(job_id=job.id))  # the killed horse held it
             job.ended_at = job.ended_at or datetime.now(timezone.utc)  # RQ leaves a killed horse's job without one
         super().handle_job_failure(
@@ -196,18 +220,7 @@ class ForkingWorker(StopDeadline, PromptShutdown, Worker):
         )
 
 
-def _discard_outputs_of(job: Job) -> None:
-    """Remove a stopped soften job's outputs and input copies (a payload that does not parse wrote none)."""
-    try:
-        spec = SoftenJobPayload.model_validate(job.args[0])
-    except (ValueError, IndexError) as exc:
-        log.warning("stopped job %s: no outputs to remove (payload: %s)", job.id, exc)
-        return
-    discard_outputs(spec)
-    spec.remove_decoded_inputs()
-
-
-class InProcessWorker(StopDeadline, PromptShutdown, SimpleWorker):
+class InProcessWorker(ReleasesInputCopies, StopDeadline, PromptShutdown, SimpleWorker):
     """RQ's ``SimpleWorker``, shutting down promptly, with a deadline on stops, and forgetting a
     stop command once the job it named has ended.
 

@@ -34,7 +34,7 @@ from .contract import SoftenJobPayload
 from .metrics import record_job_timings
 from .recovery import job_lease
 from .settings import BACKEND_ENV, WorkerSettings
-from .stop import JobStopped, StopCheck, stop_requested
+from .stop import JobStopped, StopCheck
 
 ENGINE_SHARE = 0.95  # fraction of a job's progress given to soften_files; the preview takes the rest
 
@@ -89,15 +89,10 @@ def soften_study(payload: dict[str, Any]) -> dict[str, Any]:
             )  # fmt: skip
         except (InputError, JobStopped) as exc:
             reporter.fail(str(exc), retry=False)
-            spec.remove_decoded_inputs()
             raise
         except Exception as exc:
             reporter.fail(f"{type(exc).__name__}: {exc}", retry=True)
-            # The last attempt, or a stopped one (RQ retries no stopped job); a retry would read the copies again.
-            if job is None or not job.retries_left or stop_requested(job.connection, job.id):
-                spec.remove_decoded_inputs()
             raise
-    spec.remove_decoded_inputs()
     if job is not None and not summary.get("reused") and not summary.get("discarded"):
         record_job_timings(summary["timings_s"], backend=summary["backend"], connection=job.connection)
     return summary
