@@ -145,6 +145,12 @@ def run_soften_job(
         discard_outputs(spec)  # none of them is a result without this run's provenance record
         release_device_memory(resolve_backend(backend))  # the stopped run's arrays are garbage now
         raise
+    except InputError as exc:
+        if decoded is None or exc.file is None:
+            raise
+        uploaded = dict(zip(map(str, [*decoded[0], decoded[1]]), [*spec.image_paths, spec.label_path]))
+        # Name the file the user uploaded, not the copy read in its place.
+        raise InputError(file=uploaded.get(exc.file, exc.file), field=exc.field, expected=exc.expected, got=exc.got) from None
     ran_on = result.backend
     del result  # drop the device arrays before the pool is emptied
     release_device_memory(ran_on)
