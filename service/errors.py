@@ -60,10 +60,9 @@ class ApiError(StarletteHTTPException):
     @classmethod
     def from_validation_error(cls, exc: ValidationError, *, field_prefix: str = "") -> "ApiError":
         """422 naming the first invalid field, under ``field_prefix`` (e.g. ``params``) when given."""
-        first = exc.errors()[0]
-        name = field_name(first["loc"])
+        name, message = field_and_message(exc.errors()[0])
         field = f"{field_prefix}.{name}" if field_prefix and name != "request" else field_prefix or name
-        return cls(422, f"{field}: {first['msg']}", field=field)
+        return cls(422, f"{field}: {message}", field=field)
 
 
 def _strip_paths(text: str, folder: Path | None) -> str:
@@ -90,6 +89,20 @@ def field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "request"
 
 
+JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
+def field_and_message(error: Any) -> tuple[str, str]:
+    """The field one pydantic error names and its message. A labelset body's method (the union
+    tag of ``schemas.LabelsetCreate``, error type ``method``) is named with the value sent."""
+    if error["type"] != "method":
+        return field_name(error["loc"]), error["msg"]
+    body = error.get("input")
+    if isinstance(body, dict):
+        return "method", f"{error['msg']}, got {body.get('method')!r}"
+    return "request body", f"expected a JSON object, got {JSON_TYPES.get(type(body), 'null')}"
+
+
 async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
     return JSONResponse(exc.body, status_code=exc.status_code, headers=exc.headers)
 
@@ -99,7 +112,7 @@ async def _input_error(_: Request, exc: InputError) -> JSONResponse:
 
 
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = [{"field": field_name(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+    errors = [dict(zip(("field", "message"), field_and_message(e))) for e in exc.errors()]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
     body = {"detail": detail, "field": errors[0]["field"] if errors else None, "errors": errors}
     return JSONResponse(body, status_code=422)

@@ -203,7 +203,7 @@ LabelsetCreate = Annotated[
     Union[tuple(Annotated[model, Tag(f"{METHOD_TAG}{method}")] for method, model in LABELSET_BODIES.items())],
     Discriminator(
         _method_of, custom_error_type="method",
-        custom_error_message=f"method: expected one of {', '.join(METHOD_PARAMS)}",
+        custom_error_message=f"expected one of {', '.join(METHOD_PARAMS)}",
     ),
 ]  # fmt: skip
 LABELSET_CREATE: TypeAdapter[LabelsetCreateBase] = TypeAdapter(LabelsetCreate)

@@ -50,6 +50,14 @@ def test_labelset_params_are_those_of_the_method(api, dataset, body) -> None:
     assert api.get(f"/v1/datasets/{dataset}/labelsets").json()["count"] == 0
 
 
+def test_a_labelset_body_with_no_known_method_names_the_method(api, dataset) -> None:
+    unknown = api.post(f"/v1/datasets/{dataset}/labelsets", json={"name": "x", "method": "watershed"})
+    assert unknown.status_code == 422 and unknown.json()["field"] == "method", unknown.text
+    assert unknown.json()["detail"] == "method: expected one of superpixel, gaussian, svls, smoothing, hard, got 'watershed'"
+    listed = api.post(f"/v1/datasets/{dataset}/labelsets", json=[1])
+    assert listed.status_code == 422 and listed.json()["detail"] == "request body: expected a JSON object, got an array"
+
+
 def test_labelset_field_names_and_integral_numbers(api, dataset) -> None:
     bad = api.post(f"/v1/datasets/{dataset}/labelsets", json={"name": "sp", "params": {"n_segments": 2.5}})
     assert bad.status_code == 422 and bad.json()["field"] == "params.n_segments"
