@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from ...schemas import ErrorPublic, HealthPublic, ReadyPublic
 from ..deps import ReadScope, RedisDep, SettingsDep
-from ..responses import ERRORS, errors
+from ..responses import AUTHENTICATED, ERRORS, errors
 
 router = APIRouter(tags=["health"])
 
@@ -23,7 +23,7 @@ def healthz() -> HealthPublic:
 
 @router.get(
     "/readyz", response_model=ReadyPublic, dependencies=[ReadScope],
-    responses=errors(401, 403, 413) | {503: {"model": ReadyPublic | ErrorPublic, "description": f"not ready; or {ERRORS[503]}"}},
+    responses=errors(*AUTHENTICATED) | {503: {"model": ReadyPublic | ErrorPublic, "description": f"not ready; or {ERRORS[503]}"}},
 )  # fmt: skip
 def readyz(connection: RedisDep, settings: SettingsDep) -> ReadyPublic | JSONResponse:
     """Redis answers and the data directory is writable; 503 naming what is not."""
