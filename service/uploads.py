@@ -26,7 +26,7 @@ from rq import Queue
 from softlabel.worker.engine.errors import InputError
 from softlabel.worker.engine.io import nifti as nifti_io
 from softlabel.worker.engine.io.files import file_sha256
-from softlabel.worker.jobs.contract import DECODED_IMAGE, DECODED_LABEL
+from softlabel.worker.jobs.contract import decoded_paths
 
 from . import layout
 from .datasets import Dataset, labelset_names, refresh_num_training, utc_now
@@ -160,7 +160,7 @@ def prepare_study(
         copies = None
         if decoded is not None:
             decoded.mkdir()
-            copies = [decoded / DECODED_IMAGE.format(channel=c) for c in range(channels)] + [decoded / DECODED_LABEL]
+            copies = decoded_paths(decoded, channels=channels)
         study = nifti_io.check_study(
             image_paths, label_path, num_classes=dataset.num_classes, max_voxels=max_voxels, copies=copies
         )

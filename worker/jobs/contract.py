@@ -46,6 +46,11 @@ DECODED_IMAGE = "image_{channel:04d}.nii"
 DECODED_LABEL = "label.nii"
 
 
+def decoded_paths(folder: Path, *, channels: int) -> list[Path]:
+    """The uncompressed copies' names in their folder: the image channels in order, then the label."""
+    return [folder / DECODED_IMAGE.format(channel=c) for c in range(channels)] + [folder / DECODED_LABEL]
+
+
 def format_le(bound: float) -> str:
     """A bucket bound as Prometheus writes it: ``0.5``, ``10.0``, ``+Inf``."""
     return "+Inf" if math.isinf(bound) else repr(float(bound))
@@ -113,5 +118,5 @@ class SoftenJobPayload(BaseModel):
         """The copies' paths (images, label) when the payload names a folder of them, else None."""
         if self.decoded_inputs is None:
             return None
-        folder = Path(self.decoded_inputs)
-        return [folder / DECODED_IMAGE.format(channel=c) for c in range(len(self.image_paths))], folder / DECODED_LABEL
+        copies = decoded_paths(Path(self.decoded_inputs), channels=len(self.image_paths))
+        return copies[:-1], copies[-1]

@@ -180,16 +180,15 @@ def run_soften_job(
 
 
 def _input_records(spec: SoftenJobPayload) -> dict[str, Any]:
-    """The inputs' ``file_record``s (images, label): from the payload's upload records when each
-    file still has its recorded size, else hashed from the files."""
+    """The inputs' ``file_record``s (images, label), with the sha256 the upload recorded for a
+    file that still has its recorded size; else hashed from the files. (A stored file is never
+    rewritten in place: replacing a study deletes it first, and its jobs with it.)"""
     paths = [*spec.image_paths, spec.label_path]
-    known = spec.input_files if spec.input_files is not None and len(spec.input_files) == len(paths) else None
-    records = []
-    for index, path in enumerate(map(Path, paths)):
-        if known is not None and path.stat().st_size == known[index].bytes:
-            records.append({"file": path.name, "sha256": known[index].sha256, "bytes": known[index].bytes})
-        else:
-            records.append(file_record(path))
+    known = spec.input_files if spec.input_files is not None and len(spec.input_files) == len(paths) else [None] * len(paths)
+    records = [
+        file_record(path, sha256=record.sha256 if record is not None and Path(path).stat().st_size == record.bytes else None)
+        for path, record in zip(paths, known)
+    ]  # fmt: skip
     return {"images": records[:-1], "label": records[-1]}
 
 

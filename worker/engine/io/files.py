@@ -18,10 +18,11 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def file_record(path: str | Path) -> dict[str, Any]:
-    """``{"file": name, "sha256": hex, "bytes": size}`` of a local file."""
+def file_record(path: str | Path, *, sha256: str | None = None) -> dict[str, Any]:
+    """``{"file": name, "sha256": hex, "bytes": size}`` of a local file; ``sha256``: its hash
+    when already known (the file is not read then)."""
     path = Path(path)
-    return {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size}
+    return {"file": path.name, "sha256": sha256 or file_sha256(path), "bytes": path.stat().st_size}
 
 
 def remove_partials(paths: list[str | Path]) -> None:
