@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--configs", default="all", help=f"comma-separated, of: {', '.join(CONFIGS)}")
     args = parser.parse_args()
     names = list(CONFIGS) if args.configs == "all" else args.configs.split(",")
+    if unknown := [name for name in names if name not in CONFIGS]:
+        parser.error(f"--configs: expected all or names among {', '.join(CONFIGS)}, got {', '.join(unknown)}")
     case = prepare(args.case)
     print(f"case {args.case}: {case['shape']} x {case['channels']} channels, {case['num_classes']} classes")
     for name in names:
