@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import redis
+from helpers.jobs import job_payload
 from rq import Queue, Retry
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
-from softlabel.worker.engine.config import SofteningConfig
-from softlabel.worker.jobs.contract import SOFTEN_JOB, STOP_KEY, JobOutputs, SoftenJobPayload
+from softlabel.worker.jobs.contract import SOFTEN_JOB, STOP_KEY
 from softlabel.worker.jobs.rq_worker import ForkingWorker, InProcessWorker
 
 pytestmark = pytest.mark.redis
@@ -36,11 +36,7 @@ def test_a_stop_command_does_not_outlive_its_job(redis_url: str, func: str, ends
 def test_the_forking_worker_removes_what_a_killed_horse_left(redis_url: str, tmp_path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    outputs = JobOutputs(soft=str(out / "case.nii.gz"), superpixels=str(out / "case_superpixels.nii.gz"),
-                         preview=str(out / "case_preview.png"), provenance=str(out / "case.json"))  # fmt: skip
-    spec = SoftenJobPayload(dataset_id="d1", labelset="sp", case_id="case", num_classes=2, config=SofteningConfig(),
-                            image_paths=[str(tmp_path / "case_0000.nii.gz")], label_path=str(tmp_path / "case.nii.gz"),
-                            outputs=outputs)  # fmt: skip
+    spec = job_payload({"K": 2, "images": [tmp_path / "case_0000.nii.gz"], "label": tmp_path / "case.nii.gz"}, out)
     for name in ("case.nii.gz", ".case_superpixels.partial-0123abcd.nii.gz", "other.json"):  # as a horse killed mid-write left them
         (out / name).write_bytes(b"partial")
     connection = redis.Redis.from_url(redis_url)
@@ -58,16 +54,10 @@ def _failing_job_with_copies(redis_url: str, tmp_path, small_study) -> tuple[red
     folder is a file), and a folder of upload copies named in its payload."""
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    outputs = JobOutputs(soft=str(blocker / "case.nii.gz"), superpixels=str(blocker / "case_superpixels.nii.gz"),
-                         preview=str(blocker / "case_preview.png"), provenance=str(blocker / "case.json"))  # fmt: skip
     copies = tmp_path / "inputs" / "case"
     copies.mkdir(parents=True)
     (copies / "image_0000.nii").write_bytes(b"")  # an incomplete set: the job reads the gzipped files
-    spec = SoftenJobPayload(
-        dataset_id="d1", labelset="sp", case_id="case", num_classes=small_study["K"], config=SofteningConfig(n_segments=20),
-        image_paths=[str(p) for p in small_study["images"]], label_path=str(small_study["label"]), outputs=outputs,
-        decoded_inputs=str(copies),
-    )  # fmt: skip
+    spec = job_payload(small_study, blocker).model_copy(update={"decoded_inputs": str(copies)})
     connection = redis.Redis.from_url(redis_url)
     queue = Queue("retry-test", connection=connection, serializer=JSONSerializer)
     return connection, queue, queue.enqueue(SOFTEN_JOB, spec.model_dump(mode="json"), retry=Retry(max=1)), copies
